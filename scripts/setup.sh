@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the labs and their tests need, into .venv at the repo root.
+# Idempotent and quick when nothing changed. Usage: bash scripts/setup.sh [--browser]
+#   --browser  also install Debian's Chromium for the browser tests (needs root or sudo).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+py="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($py --version)"
+  "$py" -m venv .venv
+fi
+vpy=.venv/bin/python
+stamp=.venv/.genai-lab-installed
+want="$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing requirements (about 2 minutes the first time)"
+  "$vpy" -m pip install -q --upgrade pip
+  "$vpy" -m pip install -q -r requirements.txt
+  "$vpy" -m pip install -q --no-deps -r requirements-nodeps.txt
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "[setup] installing Debian's chromium for the browser tests"
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
+fi
+
+# Convert the embedded SmolLM2 GGUF once into a fast-loading cache (outside the repo).
+"$vpy" -c "import shared.embedded as e; e.smollm2_folder()"
+echo "[setup] ready"

