@@ -56,12 +56,12 @@ def hub_reachable() -> bool:
         return ok
 
 
-def in_local_cache(repo_id: str, filename: str = "config.json") -> bool:
+def in_local_cache(repo_id: str, filename: str = "config.json", cache_dir: str | None = None) -> bool:
     """True if `filename` of `repo_id` is in the local HF cache (no network)."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(repo_id, filename)
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
     except Exception:  # malformed ids raise validation errors: not cached
         return False
     return isinstance(found, str)

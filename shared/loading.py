@@ -61,10 +61,10 @@ def _load_causal(choice: Choice, device: str, dtype):
         where, offline = str(embedded.smollm2_folder()), True
         dtype = dtype if device != "cpu" else None
     else:
-        where, offline = choice.spec.hub_id, choice.source == "local cache"
+        where, offline = choice.spec.hub_id, choice.source != "hub"
     try:
         config = AutoConfig.from_pretrained(where, local_files_only=offline)
-        if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        if not _is_causal(config, MODEL_FOR_CAUSAL_LM_MAPPING):
             raise ModelUnavailable(f"{choice.spec.hub_id} is a '{config.model_type}' model, not a causal "
                                    "language model (text generation needs one, e.g. gpt2).")
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
@@ -77,6 +77,13 @@ def _load_causal(choice: Choice, device: str, dtype):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _is_causal(config, mapping) -> bool:
+    # BERT-like configs have a causal-LM class too, so the checkpoint's own architectures decide.
+    causal_heads = ("ForCausalLM", "LMHeadModel")
+    archs = getattr(config, "architectures", None) or []
+    return type(config) in mapping and (not archs or any(a.endswith(causal_heads) for a in archs))
 
 
 def _explain(model_id: str, exc: Exception) -> str:

@@ -4,6 +4,7 @@ lab offers, and the rule that picks one.
 resolve() never touches the network for more than one short probe (shared.hub) and always
 says which model is in use and why; loading lives in shared.loading."""
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared import hub
 
@@ -67,7 +68,7 @@ REGISTRY: dict[str, list[ModelSpec]] = {
 class Choice:
     """The model a lab will use, where it comes from and why: shown in the UI as is."""
     spec: ModelSpec
-    source: str  # "embedded" | "local cache" | "hub"
+    source: str  # "embedded" | "local folder" | "local cache" | "hub"
     reason: str
     fell_back: bool = False  # True when the user asked for something else
 
@@ -101,6 +102,9 @@ def resolve(role: str, requested: str | None = None, fallback: bool = True) -> C
     if not requested or not requested.strip():
         spec = default(role)
         return Choice(spec, "embedded", "the offline default")
+    if _is_folder(requested.strip()):  # a model folder on disk, e.g. a downloaded checkpoint
+        folder = str(Path(requested.strip()).resolve())
+        return Choice(ModelSpec(Path(folder).name, folder, role), "local folder", f"loaded from {folder}")
     spec = find(role, requested)
     if spec.embedded:
         return Choice(spec, "embedded", "selected")
@@ -133,6 +137,13 @@ def available(role: str) -> list[tuple[str, str]]:
             status = "Hub" if online else "needs internet"
         rows.append((f"{spec.name} · {status}", spec.name))
     return rows
+
+
+def _is_folder(text: str) -> bool:
+    try:
+        return Path(text).is_dir()
+    except (OSError, ValueError):  # names too long for the OS, NUL bytes
+        return False
 
 
 class ModelUnavailable(RuntimeError):
