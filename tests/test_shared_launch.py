@@ -1,0 +1,104 @@
+"""shared.launch and shared.bootstrap: how every lab starts, and what it says when it cannot."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from shared import launch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_local_default_is_loopback(monkeypatch):
+    for var in ("SPACE_ID", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    args = launch.parse_args([])
+    assert (args.host, args.port) == ("127.0.0.1", None)
+
+
+def test_space_listens_on_all_interfaces(monkeypatch):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.setenv("SPACE_ID", "someone/decoding")
+    assert launch.parse_args([]).host == "0.0.0.0"
+
+
+def test_host_and_port_flags():
+    args = launch.parse_args(["--host", "0.0.0.0", "--port", "9001"])
+    assert (args.host, args.port) == ("0.0.0.0", 9001)
+
+
+def test_bad_port_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        launch.parse_args(["--port", "http"])
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_launch_kwargs_are_safe():
+    kwargs = launch.launch_kwargs(launch.parse_args([]))
+    assert kwargs["max_file_size"] == launch.MAX_FILE_SIZE
+    assert kwargs["theme"] is not None and kwargs["css"]
+
+
+def test_missing_package_message_names_the_command():
+    code = "import shared.bootstrap as b; b.require('json', 'no_such_package_xyz')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "no_such_package_xyz" in proc.stderr and "bash scripts/setup.sh" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http_200(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"no HTTP 200 from {url} within {timeout} s")
+
+
+def start(app: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": ""}  # prove app.py finds shared/ by itself
+    proc = subprocess.Popen([sys.executable, str(app), "--port", str(port)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize("layout", ["repo, other working directory", "bundle with shared/ beside app.py"])
+def test_app_starts_from_anywhere(layout, tmp_path):
+    lab = ROOT / "spaces" / "decoding_explorer"
+    if not lab.is_dir():
+        pytest.fail("spaces/decoding_explorer is missing")
+    app = lab / "app.py"
+    if layout.startswith("bundle"):
+        import shutil
+
+        bundle = tmp_path / "bundle"
+        shutil.copytree(lab, bundle, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "shared", bundle / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "assets", bundle / "assets")
+        app = bundle / "app.py"
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    proc, url = start(app, cwd)
+    try:
+        wait_for_http_200(url, proc)
+    finally:
+        proc.terminate()
+        proc.wait(10)
