@@ -43,17 +43,21 @@ def auto_install_allowed() -> bool:
         "1", "true", "yes")
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def ensure(pip_name: str, module: str | None = None) -> bool:
     """True if `module` (default: pip_name with '_') is importable, installing it with --no-deps
     first when allowed. Never raises: the caller reports the missing package."""
     module = module or pip_name.replace("-", "_")
-    if importlib.util.find_spec(module) is not None:
+    if _installed(module):
         return True
     line = pins().get(_norm(pip_name))
     if not line or not auto_install_allowed():
         return False
     with _lock:
-        if importlib.util.find_spec(module) is not None:
+        if _installed(module):
             return True
         if pip_name in _failed:
             return False
@@ -65,7 +69,7 @@ def ensure(pip_name: str, module: str | None = None) -> bool:
             sys.stderr.write(f"[genai-lab] could not install {line}: {proc.stderr[-500:]}\n")
             return False
         importlib.invalidate_caches()
-        return importlib.util.find_spec(module) is not None
+        return _installed(module)
 
 
 def prefetch() -> threading.Thread | None:
@@ -73,7 +77,7 @@ def prefetch() -> threading.Thread | None:
     if not auto_install_allowed() or getattr(prefetch, "started", False):
         return None
     prefetch.started = True
-    todo = [name for name in pins() if importlib.util.find_spec(name.replace("-", "_")) is None]
+    todo = [name for name in pins() if not _installed(name.replace("-", "_"))]
     if not todo:
         return None
     worker = threading.Thread(target=lambda: [ensure(n) for n in todo], name="nodeps-prefetch", daemon=True)
