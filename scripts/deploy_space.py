@@ -144,13 +144,25 @@ def space_card(lab: Lab, root: Path, warnings: list[str]) -> dict:
         warnings.append(f"short_description is {len(card['short_description'])} characters; the Hub allows "
                         f"{SHORT_DESCRIPTION_MAX}: it was shortened (lab owner: shorten it in the README).")
         card["short_description"] = card["short_description"][: SHORT_DESCRIPTION_MAX - 1].rstrip() + "…"
-    if not all(isinstance(m, str) and "/" in m for m in card["models"]):
-        raise DeployError(f"spaces/{lab.name}/README.md: 'models' must list Hub ids like 'owner/name'.")
+    bad = [m for m in card["models"] if not (isinstance(m, str) and _valid_repo_id(m))]
+    if bad:
+        raise DeployError(f"spaces/{lab.name}/README.md: 'models' must list Hub ids like 'owner/name'; "
+                          f"not: {bad[:3]}.")
     hw = card["suggested_hardware"]
     if hw not in hardware_choices():
         warnings.append(f"suggested_hardware '{hw}' is not a Space hardware name; using cpu-basic.")
         card["suggested_hardware"] = "cpu-basic"
     return card
+
+
+def _valid_repo_id(text: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def hardware_choices() -> list[str]:

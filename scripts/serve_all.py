@@ -62,7 +62,7 @@ def index_html(entries: list[dict]) -> str:
     for e in entries:
         lab = e["lab"]
         desc = html.escape(lab.short_description)
-        teaches = html.escape(lab.teaches)
+        teaches = html.escape(lab.teaches) if lab.teaches != lab.short_description else ""
         if e["error"]:
             link = f'<span class="title">{html.escape(lab.emoji)} {html.escape(lab.title)}</span>'
             extra = f'<p class="err">Not available: {html.escape(e["error"][:300])}</p>'
@@ -70,7 +70,7 @@ def index_html(entries: list[dict]) -> str:
             link = (f'<a class="title" href="/{lab.name}/">{html.escape(lab.emoji)} '
                     f'{html.escape(lab.title)}</a>')
             extra = ""
-        cards.append(f'<li class="card">{link}<p class="desc">{desc}</p><p>{teaches}</p>{extra}'
+        cards.append(f'<li class="card">{link}<p class="desc">{desc}</p>{f"<p>{teaches}</p>" if teaches else ""}{extra}'
                      f'<code>spaces/{lab.name}</code></li>')
     body = "\n".join(cards) or "<li class='card'>No labs found under spaces/ yet.</li>"
     return f"""<!doctype html>
@@ -96,6 +96,27 @@ click in a lab can take a few seconds.</p></header>
 <ul>
 {body}
 </ul></body></html>"""
+
+
+# A small "back to the index" link on every lab page (plain DOM, no network).
+NAV_HEAD = """<script>
+(() => {
+  const add = () => {
+    if (!document.body || document.querySelector(".all-labs-link")) return;
+    const a = document.createElement("a");
+    a.href = "/"; a.textContent = "\u2190 All labs"; a.className = "all-labs-link";
+    document.body.appendChild(a);
+  };
+  // Gradio may inject this after the page has loaded: add the link now, or once the body exists.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", add); else add();
+})();
+</script>"""
+NAV_CSS = """
+.all-labs-link {position: fixed; top: .6rem; left: .8rem; z-index: 1000; font-size: .85rem; padding: .2rem .6rem;
+  border-radius: 999px; background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);
+  color: var(--color-accent); text-decoration: none}
+.all-labs-link:hover {text-decoration: underline}
+"""
 
 
 def create_app(names: list[str] | None = None, root: Path = ROOT):
@@ -129,7 +150,7 @@ def create_app(names: list[str] | None = None, root: Path = ROOT):
 
         app.add_api_route(f"/{name}", bare, include_in_schema=False)
         e["demo"].queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
-        gr.mount_gradio_app(app, e["demo"], path=f"/{name}", theme=THEME, css=CSS, max_file_size=MAX_FILE_SIZE,
+        gr.mount_gradio_app(app, e["demo"], path=f"/{name}", theme=THEME, css=CSS + NAV_CSS, head=NAV_HEAD, max_file_size=MAX_FILE_SIZE,
                             show_error=True, ssr_mode=False)
     app.state.entries = entries
     return app

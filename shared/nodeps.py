@@ -69,6 +69,11 @@ def ensure(pip_name: str, module: str | None = None) -> bool:
             sys.stderr.write(f"[genai-lab] could not install {line}: {proc.stderr[-500:]}\n")
             return False
         importlib.invalidate_caches()
+        if not _installed(module):  # pip fell back to a user install the interpreter did not list at start
+            import site
+
+            site.addsitedir(site.getusersitepackages())
+            importlib.invalidate_caches()
         return _installed(module)
 
 

@@ -118,7 +118,7 @@ def test_bundle_card(bundles, lab):
     assert card["app_file"] == "app.py" and (bundles / lab / "app.py").is_file()
     assert isinstance(card["python_version"], str) and card["python_version"].startswith("3.")
     assert card["suggested_hardware"] in deploy_space.hardware_choices()
-    assert isinstance(card["models"], list) and all("/" in m for m in card["models"])
+    assert isinstance(card["models"], list) and all(deploy_space._valid_repo_id(m) for m in card["models"])
     assert 0 < len(card["short_description"]) <= deploy_space.SHORT_DESCRIPTION_MAX
     assert not set(labkit.PROJECT_KEYS) & set(card), "project-only keys must not reach the Hub"
 

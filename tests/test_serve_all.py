@@ -78,6 +78,19 @@ def test_each_lab_answers(server, lab):
     assert get(f"{url}/{lab}/config")[0] == 200  # the Gradio app itself, not just a page
 
 
+def test_browser_index_and_back_link(server, page):
+    from conftest import screenshot
+
+    url, _, _ = server
+    page.goto(url + "/")
+    page.get_by_role("heading", name="All labs").wait_for()
+    screenshot(page, "serve_all")
+    if LABS:
+        page.locator(f'a[href="/{LABS[0]}/"]').click()
+        page.locator(".all-labs-link").click(timeout=60_000)  # added to every lab page by serve_all
+        page.get_by_role("heading", name="All labs").wait_for()
+
+
 def test_index_page_escapes_and_reports_broken_labs():
     good = labkit.Lab("good_lab", Path("."), {"title": "<b>Good</b>", "short_description": "a & b"}, "Teaches x.")
     bad = labkit.Lab("bad_lab", Path("."), {"title": "Bad"}, "")
