@@ -440,7 +440,7 @@ def main(argv=None, root: Path = ROOT) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     if failures:
         print(f"error: {len(failures)} of {len(labs)} failed ({', '.join(failures)}). Fix the cause above and "
-              "re-run the same command to finish.", file=sys.stderr)
+              "re-run the same command" + ("." if args.dry_run else " to finish."), file=sys.stderr)
         return 1
     return 0
 
