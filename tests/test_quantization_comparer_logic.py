@@ -1,0 +1,180 @@
+"""quantization_comparer logic: shipped configs, meta-device counts, weight/KV/training estimates,
+and real bitsandbytes measurements of the embedded models (estimate within 5% of measured)."""
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+LAB = Path(__file__).resolve().parent.parent / "spaces" / "quantization_comparer"
+sys.path.insert(0, str(LAB))
+
+import quant_configs as qc  # noqa: E402
+import quant_estimate as qe  # noqa: E402
+import quant_measure as qm  # noqa: E402
+from shared.models import ModelUnavailable  # noqa: E402
+
+# Published parameter counts (model cards / the Hub's safetensors metadata).
+KNOWN = {
+    "Llama-3.1-8B": 8.03e9, "Llama-3.2-1B": 1.24e9, "Llama-3.1-70B": 70.6e9, "Mistral-7B-Instruct-v0.3": 7.25e9,
+    "Qwen2.5-0.5B": 494e6, "Qwen2.5-7B": 7.62e9, "Qwen2.5-72B": 72.7e9, "gemma-2-2b": 2.61e9,
+    "gemma-3-1b-pt": 1.0e9, "Phi-3-mini-4k-instruct": 3.82e9, "gpt2": 124e6, "gpt2-xl": 1.56e9,
+    "SmolLM2-135M": 135e6, "SmolLM2-1.7B": 1.71e9,
+}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_every_shipped_config_has_a_source_line():
+    sources = (qc.CONFIG_DIR / "SOURCES.md").read_text()
+    assert len(qc.shipped()) >= 20
+    for name, cfg in qc.shipped().items():
+        assert f"{name}.json" in sources and cfg["_name_or_path"] in sources
+
+
+@pytest.mark.parametrize("name,expected", sorted(KNOWN.items()))
+def test_parameter_counts_match_published(name, expected):
+    ref = qc.resolve_model(name)
+    counts = qe.count_config(ref.config, ref.generative)
+    assert counts.total == pytest.approx(expected, rel=0.01)
+    assert counts.quantizable + counts.rest == counts.total
+
+
+def test_hub_id_of_a_shipped_config_resolves_offline():
+    ref = qc.resolve_model("meta-llama/Llama-3.1-8B")
+    assert ref.name == "Llama-3.1-8B" and ref.source == "shipped config"
+
+
+def test_tied_embeddings_counted_once_and_kept_unquantized():
+    c = qe.count_config(qc.resolve_model("gpt2").config)
+    assert c.tied and c.total == 124_439_808
+    assert dict(c.rest_parts)["embeddings"] == 50257 * 768 + 1024 * 768  # wte (shared with lm_head) + wpe
+    c8 = qe.count_config(qc.resolve_model("Llama-3.1-8B").config)
+    assert not c8.tied and dict(c8.rest_parts)["output head"] == 128256 * 4096
+
+
+def test_weight_formulas_bits_and_order():
+    c = qe.count_config(qc.resolve_model("Llama-3.1-8B").config)
+    est = {p: qe.weight_bytes(c, p) for p in qe.PRECISIONS}
+    assert est["fp32"].bytes == pytest.approx(c.total * 4, rel=1e-4)
+    assert est["fp32"].bytes > est["bf16"].bytes > est["int8"].bytes > est["nf4"].bytes > est["nf4-dq"].bytes
+    assert est["nf4"].bits_per_quantized_weight == pytest.approx(4.5, abs=0.01)  # 4 + 32/64
+    assert est["nf4-dq"].bits_per_quantized_weight == pytest.approx(4.127, abs=0.01)  # 4 + 8/64 + 32/(64*256)
+    # The naive rule (fp32 / 8) forgets what stays in 16-bit: it underestimates 4-bit models.
+    assert est["nf4"].naive_bytes < 0.75 * est["nf4"].bytes
+    for e in est.values():
+        assert "=" in e.formula and e.formula.endswith(qe.fmt_bytes(e.bytes))
+
+
+def test_kv_cache_grouped_query_and_sliding_window():
+    ref = qc.resolve_model("Llama-3.1-8B")
+    kv, formula = qe.kv_bytes(ref.config, 8192, 1, 2)
+    assert kv == 2 * 32 * 8192 * 8 * 128 * 2  # 8 kv heads, not 32: GQA
+    assert "8 kv heads" in formula
+    g = qc.resolve_model("gemma-3-1b-pt")
+    windowed, text = qe.kv_bytes(g.config, 32768, 1, 2)
+    full = qe.kv_cache_bytes(g.config, 32768, 1, 2)
+    assert windowed < full / 3 and "sliding-window" in text
+
+
+def test_estimate_training_and_fits():
+    data = qe.estimate(qc.resolve_model("Llama-3.1-8B"), 4096, 1)
+    methods = {t["method"].split(",")[0].split(" r=")[0]: t["bytes"] for t in data["training"]}
+    assert methods["Full fine-tune"] > methods["LoRA"] > methods["QLoRA"]
+    assert methods["Full fine-tune"] > 16 * 8e9
+    fits = {row["what"]: row for row in data["fits"]}
+    assert fits["inference fp32 (weights + KV cache)"]["T4 (16 GB)"] == "no"
+    assert fits["inference nf4 (weights + KV cache)"]["T4 (16 GB)"] == "yes"
+    assert any(k.startswith("ZeroGPU") for k in fits["inference nf4 (weights + KV cache)"])
+
+
+@pytest.mark.parametrize("ctx,bs", [(10**9, 1), (0, 1), (2048, 0), ("abc", 1), (2048, 1.5), (None, 1), (2048, 10**6)])
+def test_bad_context_and_batch_are_refused(ctx, bs):
+    with pytest.raises(qe.EstimateError):
+        qe.estimate(qc.resolve_model("gpt2"), ctx, bs)
+
+
+def test_context_beyond_training_length_warns():
+    data = qe.estimate(qc.resolve_model("gpt2"), 4096, 1)
+    assert data["warnings"] and "1,024" in data["warnings"][0]
+
+
+@pytest.mark.parametrize("name", ["", "   ", "not a model !!", "x" * 500, "someone/unknown-model-xyz", 42, None])
+def test_unknown_or_garbage_models_offline(name):
+    with pytest.raises(ModelUnavailable):
+        qc.resolve_model(name)
+
+
+def test_gated_model_offline_needs_its_weights():
+    ref = qc.resolve_model("Llama-3.2-1B")  # gated on the Hub: the estimate works, measuring does not
+    ok, why = qc.weights_available(ref)
+    assert not ok and "offline mode" in why
+    with pytest.raises(ModelUnavailable, match="estimate"):
+        qm.plan("Llama-3.2-1B", ["bf16"])
+
+
+def test_too_large_is_refused_before_loading(monkeypatch):
+    loaded = []
+    monkeypatch.setattr(qm, "load_at", lambda *a, **k: loaded.append(a))
+    with pytest.raises(qm.TooLarge, match="Nothing was loaded"):
+        qm.measure("Llama-3.1-70B", ["nf4"])
+    assert not loaded and not qm.busy()
+
+
+@pytest.mark.parametrize("bad", [[], ["fp8"], "int3", [1, 2], 5, None])
+def test_bad_precisions(bad):
+    with pytest.raises(ValueError):
+        qm.parse_precisions(bad)
+
+
+def test_precisions_are_put_in_canonical_order():
+    assert qm.parse_precisions(["nf4", "FP32", "int8"]) == ["fp32", "int8", "nf4"]
+    assert qm.parse_precisions("bf16, nf4-dq") == ["bf16", "nf4-dq"]
+
+
+def test_second_measurement_while_one_runs_is_refused():
+    started, release = threading.Event(), threading.Event()
+    with qm._lock:
+        pass
+    hold = threading.Thread(target=lambda: (qm._lock.acquire(), started.set(), release.wait(), qm._lock.release()))
+    hold.start()
+    started.wait(5)
+    try:
+        with pytest.raises(qm.MeasurementBusy, match="already running"):
+            qm.measure(qc.MINILM, ["fp32"])
+    finally:
+        release.set()
+        hold.join()
+
+
+def test_word_diff_marks_changes():
+    assert qm.word_diff("a b c", "a x c") == "a ~~b~~ **x** c"
+    assert qm.word_diff("same words", "same words") == "same words"
+
+
+# ------------------------------------------------------------------ real measurements
+def test_minilm_measured_matches_estimate_and_refuses_generation():
+    data = qm.measure(qc.MINILM, ["fp32", "int8", "nf4-dq"])
+    for prec, r in data["results"].items():
+        assert abs(r["error_pct"]) < 5, (prec, r)
+        assert r["perplexity"] is None and "encoder" in r["generation"]
+    assert data["results"]["nf4-dq"]["naive_error_pct"] < -30  # the naive rule is far off
+    ref = qc.resolve_model(qc.MINILM)
+    with pytest.raises(qm.NotGenerative, match="encoder"):
+        qm.continue_text(ref, None, None, "cpu")
+    assert not qm.busy()
+
+
+def test_smollm2_measured_matches_estimate_with_quality():
+    data = qm.measure(qc.SMOLLM2, ["bf16", "nf4"])
+    bf16, nf4 = data["results"]["bf16"], data["results"]["nf4"]
+    for r in (bf16, nf4):
+        assert abs(r["error_pct"]) < 5
+        assert r["perplexity"] > 1 and r["ms_per_token"] > 0 and r["load_s"] > 0
+        assert len(r["continuation_ids"]) == qm.NEW_TOKENS
+    assert nf4["quant_state_bytes"] > 0 and bf16["quant_state_bytes"] == 0
+    assert nf4["measured_bytes"] < 0.5 * bf16["measured_bytes"]
+    assert bf16["same_as_reference"] and nf4["reference_precision"] == "bf16"
