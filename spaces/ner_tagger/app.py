@@ -1,0 +1,324 @@
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# shared/ sits beside app.py in a deployed Space bundle, two folders up in the repo.
+sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parent.parent))
+sys.path.insert(0, str(HERE))
+
+from shared.bootstrap import require  # noqa: E402
+
+require("gradio", "torch", "transformers", "peft", "spacy", "seqeval", "numpy")
+
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from shared.launch import launch  # noqa: E402
+from shared.look import header  # noqa: E402
+from ner_align import STRATEGIES, aggregate  # noqa: E402
+from ner_eval import EVAL_TYPES, load_gold, resolve_annotations, score  # noqa: E402
+from ner_export import export_files, push_to_hub, valid_entities  # noqa: E402
+import ner_models  # noqa: E402
+from ner_models import MAX_CHARS, MODELS, TaggerError, check_text, get_tagger, models_status  # noqa: E402
+from ner_views import pieces_rows, side_by_side, strategies_table  # noqa: E402
+
+EXAMPLES = [
+    "Chief executive Paul Batchelor said AMP would raise $750 million after profits fell in Sydney. "
+    "Batchelor met the Reserve Bank of Australia's governor on Tuesday.",
+    "Apple is looking at buying a U.K. startup for $1 billion, Tim Cook told reporters in Cupertino, California.",
+    "Angela Merkel met Emmanuel Macron in Berlin before the European Union summit; the talks focused on "
+    "Ukraine and the Nord Stream pipeline.",
+]
+ENTITY_COLUMNS = ["text", "coarse", "start", "end", "label"]
+UPLOAD_TYPES = [".txt", ".md", ".text", ".csv", ".tsv", ".json", ".jsonl", ".conll", ".html", ".xml"]
+
+
+# ---------------------------------------------------------------- events
+def models_markdown() -> str:
+    lines = ["| model | available | why / what it is |", "|---|---|---|"]
+    for row in models_status():
+        mark = "yes" if row["available"] else "no"
+        lines.append(f"| **{row['name']}** ({row['kind']}) | {mark} | {row['why']}. {row['about']} |")
+    return "\n".join(lines)
+
+
+def read_upload(path, current_text):
+    """Text of an uploaded file, or a warning and the text unchanged."""
+    if not path:
+        return current_text
+    data = Path(path).read_bytes()
+    if b"\x00" in data[:4096]:
+        gr.Warning("That file is not text (it looks binary). Upload a .txt file or paste the text.")
+        return current_text
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        gr.Warning("That file is not UTF-8 text. Save it as UTF-8 (or paste the text) and try again.")
+        return current_text
+    if len(text) > MAX_CHARS:
+        gr.Warning(f"The file has {len(text):,} characters; the lab tags at most {MAX_CHARS:,} per run. "
+                   "Only the first part was loaded: tag the rest separately.")
+        return text[:MAX_CHARS]
+    return text
+
+
+def run_models(text, chosen, strategy, progress=gr.Progress()):
+    """Tag the text with every chosen model -> side-by-side HTML, per-model state, entity table."""
+    try:
+        text = check_text(text)
+    except TaggerError as exc:
+        raise gr.Error(str(exc))
+    if not text.strip():
+        raise gr.Error("Paste some text (or upload a .txt file) first.")
+    chosen = [c for c in (chosen or []) if c in MODELS] or ["best"]
+    results, timings = {}, {}
+    pieces = None
+    for i, name in enumerate(chosen):
+        progress(i / len(chosen), desc=f"{name}…")
+        tagger = get_tagger(name)
+        ok, why = tagger.status()
+        if not ok:
+            results[name] = f"Not available: {why}"
+            continue
+        t0 = time.perf_counter()
+        try:
+            if name == "student":
+                pieces = tagger.pieces(text)
+                ents = tagger.entities_from(text, pieces, strategy)
+            elif name == "best":
+                if pieces is None and ner_models.STUDENT.status()[0]:
+                    pieces = ner_models.STUDENT.pieces(text)
+                ents = tagger.tag(text, pieces=pieces)
+            else:
+                ents = tagger.tag(text)
+        except TaggerError as exc:
+            results[name] = str(exc)
+            continue
+        timings[name] = time.perf_counter() - t0
+        results[name] = ents
+    progress(1.0)
+    reference = next((results[n] for n in ("best", *results) if isinstance(results.get(n), list)), [])
+    rows = [[e["text"], e["coarse"], e["start"], e["end"], e.get("label", e["coarse"])] for e in reference]
+    state = {"text": text, "results": {k: v for k, v in results.items() if isinstance(v, list)}}
+    return side_by_side(text, results, timings), state, rows, ""
+
+
+def subword_view(text, name):
+    try:
+        text = check_text(text)
+    except TaggerError as exc:
+        raise gr.Error(str(exc))
+    if not text.strip():
+        raise gr.Error("Paste some text first.")
+    tagger = get_tagger(name)
+    ok, why = tagger.status()
+    if not ok:
+        raise gr.Error(f"{name} is not available here: {why}")
+    pieces = tagger.pieces(text)
+    _, tokenizer = tagger.load()
+    by_strategy = {s: aggregate(pieces, s, tokenizer) for s in STRATEGIES}
+    n_windows = max((p.windows for p in pieces), default=1)
+    note = (f"{len(pieces)} word pieces" + (f" (the table shows the first 400)" if len(pieces) > 400 else "")
+            + f"; pieces seen by {n_windows} overlapping windows get the mean of their probabilities."
+            if pieces else "No word pieces.")
+    return pieces_rows(pieces), strategies_table(by_strategy), note
+
+
+def _corrections(text: str, table) -> list[dict]:
+    """Rows of the editable table -> entities; a row with only text and type finds its offsets."""
+    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
+    out = []
+    for row in rows:
+        row = list(row) + [None] * (5 - len(row))
+        surface, coarse, start, end = (str(row[0] or "").strip(), str(row[1] or "").strip().upper(), row[2], row[3])
+        if not surface and start in (None, ""):
+            continue
+        if coarse not in ("PER", "ORG", "LOC", "MISC"):
+            if coarse in ("", "O", "NONE", "-"):
+                continue  # an emptied type drops the row
+            raise gr.Error(f"Type {coarse!r} for {surface!r}: use PER, ORG, LOC or MISC (empty drops the row).")
+        try:
+            s, t = int(float(start)), int(float(end))
+            ok = 0 <= s < t <= len(text) and (not surface or text[s:t] == surface)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            found = resolve_annotations(text, f"{coarse}:{surface}") if surface and surface in text else []
+            if not found:
+                raise gr.Error(f"{surface!r} is not in the text: fix the row or clear it.")
+            out.extend(found)
+            continue
+        out.append({"text": text[s:t], "start": s, "end": t, "label": coarse, "coarse": coarse})
+    return valid_entities(text, out)
+
+
+def score_models(state, table):
+    if not state or not state.get("results"):
+        raise gr.Error("Tag a text first, then correct the entities and score.")
+    text = state["text"]
+    gold = _corrections(text, table)
+    rows = []
+    for name, ents in state["results"].items():
+        s = score([(text, gold, ents)])
+        per = s["per_type"]
+        rows.append([name, round(s["precision"], 3), round(s["recall"], 3), round(s["f1"], 3), s["support"],
+                     s["predicted"]] + [round(per[t]["f1"], 3) if t in per else None for t in EVAL_TYPES])
+    return rows
+
+
+def export(state, table):
+    if not state or not state.get("text"):
+        raise gr.Error("Tag a text first.")
+    ents = _corrections(state["text"], table)
+    folder = Path(tempfile.mkdtemp(prefix="ner_export_"))  # one folder per request: never shared
+    conll, jsonl = export_files(folder, state["text"], ents)
+    return [str(conll), str(jsonl)], f"Exported {len(ents)} entities."
+
+
+def push(files, repo_id, token):
+    if not files:
+        raise gr.Error("Export first, then push.")
+    try:
+        url = push_to_hub(repo_id, token, [Path(f if isinstance(f, str) else f.name) for f in files])
+    except ValueError as exc:
+        raise gr.Error(str(exc))
+    except Exception as exc:  # offline, bad token, no write access: say so without echoing the token
+        raise gr.Error(f"Push failed: {type(exc).__name__}. Check the network, the repo name and that the "
+                       "token has write access.")
+    return f"Pushed to {url}"
+
+
+def gold_scores(progress=gr.Progress()):
+    """Teacher vs student vs best on the shipped gold sentences (PER/ORG/LOC, entity level)."""
+    gold = load_gold()
+    rows = []
+    for i, name in enumerate(ner_models.OFFLINE):
+        progress(i / 3, desc=name)
+        tagger = get_tagger(name)
+        if not tagger.status()[0]:
+            continue
+        t0 = time.perf_counter()
+        pairs = [(g["text"], g["entities"], tagger.tag(g["text"])) for g in gold]
+        secs = time.perf_counter() - t0
+        s = score(pairs)
+        rows.append([name, round(s["precision"], 3), round(s["recall"], 3), round(s["f1"], 3),
+                     round(len(gold) / secs, 1)])
+    return rows
+
+
+def training_curve():
+    path = ner_models.student_adapter_dir() / "training_report.json"
+    if not path.exists():
+        return None, "No training report: run scripts/train_ner_student.py."
+    import pandas as pd
+
+    report = json.loads(path.read_text(encoding="utf-8"))
+    losses = report["loss_every_step"]
+    k = 10
+    smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
+    df = pd.DataFrame({"step": list(range(1, len(losses) + 1)), "loss": smooth})
+    about = (f"Trained {report['steps']} steps ({report['epochs']} epochs, batch {report['batch']}) on "
+             f"{report['sentences']} silver sentences labelled by the teacher ({report['teacher']}); LoRA on the top "
+             f"{report['top_layers_trained']} encoder layers + a new head; {report['train_seconds']} s on "
+             f"{report['threads']} CPU threads; seed {report['seed']}.")
+    return df, about
+
+
+def api_tag(text: str, model: str = "best") -> list | dict:
+    """Entities of `text` by `model` (see /models; "best" is the best offline model):
+    [{"text", "start", "end", "label", "coarse"}] with char offsets into the input, or {"error": ...}."""
+    try:
+        return ner_models.tag(text, model)
+    except TaggerError as exc:
+        return {"error": str(exc)}
+
+
+def api_models() -> list:
+    """The model names /tag accepts."""
+    return ner_models.model_names()
+
+
+# ---------------------------------------------------------------- layout
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="NER tagger") as demo:
+        header("NER tagger", "Token classification: entities, BIO tags, sub-word alignment, and how models differ "
+                             "on the same text, side by side.")
+        state = gr.State({})
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="Text", lines=6, max_lines=14, value=EXAMPLES[0],
+                                  placeholder="Paste text here (up to 100,000 characters)…")
+                with gr.Row():
+                    upload = gr.File(label="…or upload a .txt file", file_types=UPLOAD_TYPES, type="filepath",
+                                     height=90, scale=2)
+                    gr.Examples(EXAMPLES, inputs=text, label="Examples")
+            with gr.Column(scale=2):
+                chosen = gr.CheckboxGroup(list(MODELS), value=["best", "spaCy", "student"], label="Models")
+                strategy = gr.Dropdown(list(STRATEGIES[1:]), value="first", label="Student's aggregation strategy")
+                go = gr.Button("Tag", variant="primary")
+                with gr.Accordion("Which models, and why", open=False):
+                    models_md = gr.Markdown()
+        view = gr.HTML(label="Entities per model")
+        with gr.Tabs():
+            with gr.Tab("Correct & score"):
+                gr.Markdown("Edit the entities (seeded from **best**): fix a type, clear a type to drop a row, "
+                            "or add a row with just the text and type. Then score every model against your "
+                            "corrections (seqeval, entity level, PER/ORG/LOC) and export.")
+                table = gr.Dataframe(headers=ENTITY_COLUMNS, datatype=["str", "str", "number", "number", "str"],
+                                     interactive=True, wrap=True, label="Entities (your corrections)",
+                                     column_count=5)
+                with gr.Row():
+                    score_btn = gr.Button("Score models vs corrections")
+                    export_btn = gr.Button("Export CoNLL + JSONL")
+                scores = gr.Dataframe(headers=["model", "P", "R", "F1", "gold", "predicted", *EVAL_TYPES],
+                                      label="P / R / F1 against your corrections", interactive=False)
+                files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+                export_msg = gr.Markdown()
+                with gr.Row():
+                    repo = gr.Textbox(label="Hub dataset repo", placeholder="your-name/my-ner-corrections", scale=2)
+                    token = gr.Textbox(label="HF token (write)", type="password", scale=2)
+                    push_btn = gr.Button("Push to Hub", scale=1)
+                push_msg = gr.Markdown()
+            with gr.Tab("Sub-word view"):
+                gr.Markdown("What a transformer tagger sees: the tokenizer's word pieces (`##` marks a piece "
+                            "that continues a word), the BIO tag each piece gets, and what each aggregation "
+                            "strategy of transformers' pipeline makes of them. Long text runs in windows of 128 "
+                            "pieces that overlap by 32: nothing is truncated.")
+                with gr.Row():
+                    sub_model = gr.Dropdown(["student", "bert-base-NER"], value="student", label="Model")
+                    sub_btn = gr.Button("Show pieces")
+                sub_note = gr.Markdown()
+                strategies = gr.HTML()
+                pieces = gr.Dataframe(headers=["#", "piece", "chars", "continues word", "tag", "p", "windows"],
+                                      label="Word pieces", interactive=False, wrap=True)
+            with gr.Tab("Teacher vs student"):
+                gr.Markdown("Distillation: the student (MiniLM + LoRA) learned from spaCy's labels only. Score "
+                            "teacher, student and the ensemble on the shipped hand-labelled gold sentences "
+                            "(text the student never saw).")
+                gold_btn = gr.Button("Score on the gold set (about 30 s)")
+                gold_table = gr.Dataframe(headers=["model", "P", "R", "F1", "sentences/s"], interactive=False)
+                curve_note = gr.Markdown()
+                curve = gr.LinePlot(x="step", y="loss", title="Student training loss (smoothed)", height=260)
+
+        go.click(run_models, [text, chosen, strategy], [view, state, table, scores], api_visibility="private")
+        text.submit(run_models, [text, chosen, strategy], [view, state, table, scores], api_visibility="private")
+        upload.upload(read_upload, [upload, text], text, api_visibility="private")
+        score_btn.click(score_models, [state, table], scores, api_visibility="private")
+        export_btn.click(export, [state, table], [files, export_msg], api_visibility="private")
+        push_btn.click(push, [files, repo, token], push_msg, api_visibility="private")
+        sub_btn.click(subword_view, [text, sub_model], [pieces, strategies, sub_note], api_visibility="private")
+        gold_btn.click(gold_scores, None, gold_table, api_visibility="private")
+        demo.load(models_markdown, None, models_md, api_visibility="private")
+        demo.load(training_curve, None, [curve, curve_note], api_visibility="private")
+        gr.api(api_tag, api_name="tag")
+        gr.api(api_models, api_name="models")
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    launch(demo)

@@ -1,0 +1,201 @@
+"""NER tagger lab: sub-word alignment, aggregation (checked against transformers' own pipeline on
+a tiny random BERT with the real MiniLM word-piece vocabulary), windows, scoring, export, the gold
+set and the training script's data preparation. No trained model needed: fast."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import ner_align  # noqa: E402
+import ner_eval  # noqa: E402
+import ner_export  # noqa: E402
+import ner_models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_bert():
+    """A 2-layer, 32-wide BERT token classifier with random weights and the real uncased vocab."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+
+    from shared.embedded import minilm_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160, num_labels=len(ner_align.LABELS),
+                        id2label=dict(enumerate(ner_align.LABELS)),
+                        label2id={l: i for i, l in enumerate(ner_align.LABELS)})
+    model = BertForTokenClassification(config).eval()
+    with torch.no_grad():  # make the random tags varied but not uniform
+        model.classifier.weight.mul_(40)
+    return model, tokenizer
+
+
+TEXT = "Andre Agassi met Steffi Graf in Las Vegas; Kournikova's coach flew to Tbilisi."
+
+
+def test_bio_for_pieces_marks_first_piece_b_and_the_rest_i():
+    text = "Agassi visited Tbilisi."
+    offsets = [(0, 0), (0, 3), (3, 6), (7, 14), (15, 17), (17, 22), (22, 23), (0, 0)]
+    ents = [{"start": 0, "end": 6, "coarse": "PER"}, {"start": 15, "end": 22, "coarse": "LOC"}]
+    tags = ner_align.bio_for_pieces(offsets, ents, text)
+    assert tags == [None, "B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", None]
+
+
+def test_windows_cover_everything_with_overlap():
+    assert ner_align.windows(10, window=128) == [(0, 10)]
+    spans = ner_align.windows(1000, window=128, stride=32)
+    covered = set()
+    for s, e in spans:
+        assert e - s <= 126
+        covered.update(range(s, e))
+    assert covered == set(range(1000))
+    assert all(spans[i][1] - spans[i + 1][0] == 32 for i in range(len(spans) - 2))
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+def test_aggregation_matches_transformers_pipeline(tiny_bert, strategy):
+    from transformers import pipeline
+
+    model, tokenizer = tiny_bert
+    ours = ner_align.aggregate(ner_align.classify_pieces(model, tokenizer, TEXT), strategy, tokenizer)
+    theirs = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=strategy,
+                      device="cpu")(TEXT)
+    key = "entity" if strategy == "none" else "entity_group"
+    assert [(e[key], e["start"], e["end"], e["word"]) for e in ours] == \
+           [(e[key], e["start"], e["end"], e["word"]) for e in theirs]
+    for a, b in zip(ours, theirs):
+        assert a["score"] == pytest.approx(float(b["score"]), abs=1e-4)
+
+
+def test_long_text_runs_in_windows_and_keeps_offsets(tiny_bert):
+    model, tokenizer = tiny_bert
+    text = " ".join([TEXT] * 40)  # ~700 pieces: several windows
+    pieces = ner_align.classify_pieces(model, tokenizer, text, window=64, stride=16)
+    assert max(p.windows for p in pieces) == 2  # the overlaps were seen twice
+    assert [p.index for p in pieces] == list(range(len(pieces)))
+    assert pieces[-1].end == len(text.rstrip("."))+1 or pieces[-1].end == len(text)
+    for e in ner_align.aggregate(pieces, "simple", tokenizer):
+        assert 0 <= e["start"] < e["end"] <= len(text)
+    whole = ner_align.classify_pieces(model, tokenizer, TEXT, window=512)
+    windowed = ner_align.classify_pieces(model, tokenizer, TEXT, window=8, stride=3)
+    assert [(p.start, p.end) for p in whole] == [(p.start, p.end) for p in windowed]
+
+
+def test_unknown_strategy_is_refused(tiny_bert):
+    with pytest.raises(ValueError):
+        ner_align.aggregate([], "mean")
+
+
+def test_tidy_span_drops_articles_possessives_and_punctuation():
+    text = "the United Nations' plan and Obasanjo's speech at the U.S. embassy (Inc.)"
+    s = text.index("the United")
+    assert text.__getitem__(slice(*ner_models.tidy_span(text, s, s + len("the United Nations'")))) == "United Nations"
+    s = text.index("Obasanjo")
+    assert text.__getitem__(slice(*ner_models.tidy_span(text, s, s + len("Obasanjo's")))) == "Obasanjo"
+    s = text.index("U.S.")
+    assert text.__getitem__(slice(*ner_models.tidy_span(text, s, s + 4))) == "U.S."
+    t = "Hunan province remained"
+    assert t.__getitem__(slice(*ner_models.strip_trailing_lowercase(t, 0, 14))) == "Hunan"
+    t = "Osama bin Laden"
+    assert ner_models.strip_trailing_lowercase(t, 0, len(t)) == (0, len(t))
+
+
+def test_check_text_messages():
+    assert ner_models.check_text("") == ""
+    for bad in (None, b"bytes", 12):
+        with pytest.raises(ner_models.TaggerError):
+            ner_models.check_text(bad)
+    with pytest.raises(ner_models.TaggerError, match="at most"):
+        ner_models.check_text("a" * (ner_models.MAX_CHARS + 1))
+    with pytest.raises(ner_models.TaggerError, match="Unknown model"):
+        ner_models.get_tagger("gpt-7")
+    assert ner_models.get_tagger("SPACY") is ner_models.SPACY
+
+
+def test_offline_hub_models_say_why(monkeypatch):
+    monkeypatch.setenv("GENAI_LAB_OFFLINE", "1")
+    ok, why = ner_models.BERT.status()
+    assert not ok and "offline" in why
+    ok, why = ner_models.GLINER.status()
+    assert not ok and why
+    with pytest.raises(ner_models.TaggerError):
+        ner_models.tag("Paris", "bert-base-NER")
+
+
+def test_resolve_annotations_and_seqeval_scores():
+    text = "Brian Greig met Greig's rival in Perth, Western Australia."
+    gold = ner_eval.resolve_annotations(text, "PER:Brian Greig | PER:Greig | LOC:Perth | LOC:Western Australia")
+    assert [e["text"] for e in gold] == ["Brian Greig", "Greig", "Perth", "Western Australia"]
+    assert ner_eval.score([(text, gold, gold)])["f1"] == 1.0
+    pred = [gold[0], dict(gold[2], coarse="ORG"), {"start": 40, "end": 47, "coarse": "LOC"}]  # wrong type, wrong span
+    s = ner_eval.score([(text, gold, pred)])
+    assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == pytest.approx(1 / 4)
+    with pytest.raises(ValueError):
+        ner_eval.resolve_annotations(text, "PER:Nobody")
+
+
+def test_gold_set_is_consistent():
+    gold = ner_eval.load_gold()
+    assert len(gold) >= 250
+    assert {g["split"] for g in gold} == {"dev", "test"}
+    n = 0
+    for g in gold:
+        for e in g["entities"]:
+            assert g["text"][e["start"]:e["end"]] == e["text"]
+            n += e["coarse"] in ner_eval.EVAL_TYPES
+    assert n >= 450
+
+
+def test_export_conll_jsonl_and_atomic_write(tmp_path):
+    text = "Angela Merkel visited Paris.\nShe met Macron."
+    ents = [{"start": 0, "end": 13, "coarse": "PER"}, {"start": 22, "end": 27, "coarse": "LOC"},
+            {"start": 37, "end": 43, "coarse": "PER"}, {"start": 5, "end": 9, "coarse": "ORG"}]  # overlap dropped
+    conll = ner_export.to_conll(text, ents)
+    assert conll.splitlines()[:3] == ["Angela B-PER", "Merkel I-PER", "visited O"]
+    assert "\n\nShe O\n" in conll
+    records = [json.loads(l) for l in ner_export.to_jsonl(text, ents).splitlines()]
+    assert len(records) == 1 and len(records[0]["entities"]) == 3
+    for e in records[0]["entities"]:
+        assert records[0]["text"][e["start"]:e["end"]] == e["text"]
+    conll_path, jsonl_path = ner_export.export_files(tmp_path, text, ents)
+    assert conll_path.read_text() == conll and not list(tmp_path.glob(".*partial"))
+    with pytest.raises(ValueError):
+        ner_export.push_to_hub("me/data", "", [conll_path])
+    with pytest.raises(ValueError):
+        ner_export.push_to_hub("not a repo", "hf_x", [conll_path])
+
+
+def test_training_data_preparation_on_a_tiny_sample():
+    import train_ner_student as train
+    from transformers import AutoTokenizer
+
+    from shared.embedded import minilm_folder
+
+    xml = ("<mediawiki><page><title>Tiny</title><ns>0</ns><revision><text xml:space=\"preserve\">"
+           "{{Infobox|name=x}}\n'''Tiny''' is a village in [[Kent|Kent, England]] visited by "
+           "[[Charles Dickens]] in 1840.&lt;ref&gt;A source&lt;/ref&gt; It has a church and a pub and a mill.\n"
+           "== History ==\n[[Category:Villages]]</text></revision></page>"
+           "<page><title>Redirect</title><ns>0</ns><redirect title=\"Tiny\" /><revision><text>#REDIRECT "
+           "[[Tiny]]</text></revision></page></mediawiki>")
+    articles = train.wiki_articles(xml)
+    assert [t for t, _ in articles] == ["Tiny"]
+    paragraphs = train.clean_wikitext(articles[0][1])
+    assert paragraphs == ["Tiny is a village in Kent, England visited by Charles Dickens in 1840. "
+                          "It has a church and a pub and a mill."]
+    rows = train.silver_sentences([("wiki:Tiny", paragraphs[0])])
+    assert rows and rows[0]["source"] == "wiki:Tiny"
+    found = {e["text"]: e["coarse"] for r in rows for e in r["entities"]}
+    assert found.get("Charles Dickens") == "PER"
+    items = train.encode(rows, AutoTokenizer.from_pretrained(str(minilm_folder())))
+    assert len(items[0]["input_ids"]) == len(items[0]["labels"])
+    assert items[0]["labels"][0] == -100 and ner_align.LABELS.index("B-PER") in items[0]["labels"]
+    lexicon = train.build_lexicon(rows + rows)
+    assert lexicon["Charles Dickens"] == {"PER": 2}
+    assert set(train.HELDOUT_ARTICLES) >= {"Andre Agassi", "Aruba"}
