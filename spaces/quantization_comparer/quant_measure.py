@@ -146,11 +146,11 @@ def _tokenizer(ref: ModelRef, source: str):
     return AutoTokenizer.from_pretrained(where, local_files_only=source != "hub")
 
 
-def perplexity(model, tokenizer, text: str, device: str) -> tuple[float, int, float]:
-    """exp(mean next-token loss) over the first REFERENCE_TOKENS tokens -> (ppl, tokens, seconds)."""
+def perplexity(model, tokenizer, text: str, device: str, max_tokens: int = REFERENCE_TOKENS) -> tuple[float, int, float]:
+    """exp(mean next-token loss) over the first `max_tokens` tokens -> (ppl, tokens, seconds)."""
     import torch
 
-    ids = tokenizer(text, return_tensors="pt").input_ids[:, :REFERENCE_TOKENS].to(device)
+    ids = tokenizer(text, return_tensors="pt").input_ids[:, :max_tokens].to(device)
     start = time.perf_counter()
     with torch.no_grad():
         loss = model(ids, labels=ids).loss
@@ -249,7 +249,8 @@ def plan(model_name, precisions) -> Plan:
     return Plan(ref, names, estimates, refused, source)
 
 
-def measure(model_name, precisions, progress=None, device: str | None = None) -> dict:
+def measure(model_name, precisions, progress=None, device: str | None = None, new_tokens: int = NEW_TOKENS,
+            reference_tokens: int = REFERENCE_TOKENS) -> dict:
     """Load `model_name` at each precision in turn and measure it (see the module docstring).
 
     progress(fraction, text) is called along the way. Raises MeasurementBusy, TooLarge,
@@ -260,13 +261,13 @@ def measure(model_name, precisions, progress=None, device: str | None = None) ->
                               "it has finished.")
     try:
         _running.update(model=str(model_name)[:80], since=time.monotonic())
-        return _measure(model_name, precisions, progress, device)
+        return _measure(model_name, precisions, progress, device, new_tokens, reference_tokens)
     finally:
         _running.clear()
         _lock.release()
 
 
-def _measure(model_name, precisions, progress, device) -> dict:
+def _measure(model_name, precisions, progress, device, new_tokens, reference_tokens) -> dict:
     from shared.device import pick_device
 
     progress = progress or (lambda *_: None)
@@ -305,8 +306,8 @@ def _measure(model_name, precisions, progress, device) -> dict:
                                      f"= {fmt_bytes(measured)}"))
         progress((i + 0.5) / steps, f"{prec}: perplexity and generation")
         if ref.generative:
-            ppl, n_tok, _ = perplexity(model, tokenizer, text, device)
-            cont, ids, secs = continue_text(ref, model, tokenizer, device)
+            ppl, n_tok, _ = perplexity(model, tokenizer, text, device, reference_tokens)
+            cont, ids, secs = continue_text(ref, model, tokenizer, device, PROMPT, new_tokens)
             row.update(perplexity=round(ppl, 4), perplexity_tokens=n_tok, continuation=cont, continuation_ids=ids,
                        ms_per_token=round(1000 * secs / max(len(ids), 1), 2),
                        speed_formula=f"greedy generate of {len(ids)} new tokens took {secs:.2f} s / {len(ids)}")
@@ -321,7 +322,7 @@ def _measure(model_name, precisions, progress, device) -> dict:
     _compare_quality(results)
     progress(1.0, "done")
     return dict(model=ref.name, hub_id=ref.hub_id, source=p.source, kind=ref.kind, device=device, note=ref.note,
-                prompt=PROMPT if ref.generative else None, new_tokens=NEW_TOKENS if ref.generative else 0,
+                prompt=PROMPT if ref.generative else None, new_tokens=new_tokens if ref.generative else 0,
                 results=results)
 
 
