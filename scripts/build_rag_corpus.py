@@ -8,6 +8,11 @@ wheel is given with --wheel.
 
     python scripts/build_rag_corpus.py              # download the wheel, rebuild the folder
     python scripts/build_rag_corpus.py --wheel gensim-4.3.3-....whl
+    python scripts/build_rag_corpus.py --vectors-only   # only re-embed (after changing chunk defaults)
+
+It also writes minilm_vectors.npz: the all-MiniLM-L6-v2 embeddings (float16) of the corpus chunked
+with the lab's default settings, keyed by the SHA-1 of the embedded text, so "Load sample corpus"
+is instant. The lab embeds any chunk it does not find there, so a stale file only costs time.
 """
 import argparse
 import bz2
@@ -172,15 +177,39 @@ def write_source(rows) -> None:
     (TARGET / "SOURCE.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def write_vectors() -> None:
+    import numpy as np
+
+    sys.path[:0] = [str(ROOT), str(ROOT / "spaces" / "rag_chat")]
+    import shared.bootstrap  # noqa: F401
+    from rag_pipeline import SAMPLE_VECTORS, RagSession, text_key
+
+    session = RagSession()
+    session._vectors = {}
+    import rag_pipeline
+
+    rag_pipeline._sample_vectors = {}  # do not reuse the old file
+    session.load_sample()
+    keys = [text_key(c.embed_text) for c in session.chunks]
+    vectors = np.stack([session._vectors[k] for k in keys]).astype(np.float16)
+    np.savez_compressed(TARGET / SAMPLE_VECTORS, keys=np.array(keys), vectors=vectors)
+    print(f"{len(keys)} chunk vectors -> {TARGET / SAMPLE_VECTORS}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help="a local gensim-4.3.3 wheel (default: pip download it)")
+    parser.add_argument("--vectors-only", action="store_true", help="only rebuild minilm_vectors.npz")
     args = parser.parse_args()
+    if args.vectors_only:
+        write_vectors()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or fetch_wheel(Path(tmp))
         rows = build(wheel)
     write_source(rows)
     print(f"{len(rows)} articles, {sum(r[3] for r in rows):,} characters -> {TARGET}")
+    write_vectors()
 
 
 if __name__ == "__main__":
