@@ -251,7 +251,7 @@ def build_demo() -> gr.Blocks:
                     preset = gr.Dropdown(choices=list(ds.PRESETS), value=None, label="Preset", scale=3)
                     reset = gr.Button("Reset", scale=1, variant="secondary")
         with gr.Accordion("Strategy parameters", open=False):
-            sliders = []
+            by_key = {}
             with gr.Row():
                 for name, spec in ds.DEFAULTS.items():
                     knobs = [(p, kw) for n, p, kw in PARAM_UI if n == name]
@@ -260,7 +260,8 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(min_width=200):
                         gr.Markdown(f"**{spec.label}**  \n<small>{spec.explain}</small>")
                         for param, kw in knobs:
-                            sliders.append(gr.Slider(value=getattr(spec, param), label=param, **kw))
+                            by_key[name, param] = gr.Slider(value=getattr(spec, param), label=param, **kw)
+            sliders = [by_key[name, param] for name, param, _ in PARAM_UI]  # the order _overrides() expects
         with gr.Row():
             go = gr.Button("Generate side by side", variant="primary", scale=3)
             stop = gr.Button("Stop", variant="stop", scale=1)

@@ -56,14 +56,19 @@ def prepare(prompt, names, max_new_tokens=64, seed=0, chat_template=True, model=
     strategies, more = ds.resolve(names, overrides)
     notes += more
     if not strategies:
-        raise PromptError("Pick at least one strategy (" + ", ".join(ds.NAMES) + ").")
+        raise PromptError(" ".join(notes + ["Pick at least one strategy (" + ", ".join(ds.NAMES) + ")."]))
     max_new_tokens, seed, more = ds.clamp_run(max_new_tokens, seed)
     notes += more
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptError("The prompt is empty: type something for the model to continue.")
     loaded = load(model)
+    limit = decoding_loop.context_limit(loaded.model)
+    if max_new_tokens > limit - 16:
+        notes.append(f"max_new_tokens={max_new_tokens} does not fit this model's context of {limit} tokens; "
+                     f"using {limit - 16}.")
+        max_new_tokens = limit - 16
     prompt_ids, more = decoding_loop.encode_prompt(loaded.tokenizer, prompt, bool(chat_template), max_new_tokens,
-                                                   decoding_loop.context_limit(loaded.model))
+                                                   limit)
     return Run(loaded, prompt_ids, strategies, max_new_tokens, seed, notes + more)
 
 
@@ -83,6 +88,8 @@ def compare_json(prompt, strategies, max_new_tokens=64, seed=0, chat_template=Tr
                                         run.max_new_tokens, run.seed)
     except (PromptError, ModelUnavailable) as exc:
         return {"error": str(exc)}
+    except Exception as exc:  # never a traceback for the caller; the server keeps serving
+        return {"error": f"Generation failed: {type(exc).__name__}: {str(exc)[:300]}"}
     tok = run.loaded.tokenizer
     return {
         "model": run.loaded.choice.spec.hub_id,
