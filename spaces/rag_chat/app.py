@@ -125,12 +125,16 @@ def _sources_html(retrieval, answer: str = "") -> str:
         return ""
     if not retrieval.hits:
         return "<p class='rag-empty'>No chunks retrieved.</p>"
-    cited = ra.parse_citations(answer, len(retrieval.hits)) if answer else []
+    ev = dict(ra.evidence(retrieval.question, answer, retrieval.hits)) if answer else {}
+    cited = set(ra.parse_citations(answer, len(retrieval.hits))) | set(ev) if answer else set()
     parts = []
     for n, h in enumerate(retrieval.hits, 1):
         c = h.chunk
-        span = ra.supporting_sentence(c.text, answer, retrieval.question) if (answer and n in cited) else \
-            ra.supporting_sentence(c.text, "", retrieval.question)
+        if n in ev and ev[n] in c.text:
+            start = c.text.index(ev[n])
+            span = (start, start + len(ev[n]))
+        else:
+            span = ra.supporting_sentence(c.text, "", retrieval.question)
         badge = " <span class='rag-cited'>cited</span>" if n in cited else ""
         opened = " open" if (n in cited or (not cited and n == 1)) else ""
         parts.append(
@@ -221,7 +225,8 @@ def chat(question, history, session, mode, top_k, rerank, generator_name, url, m
         stop.set()
     answer = answer.strip() or ra.NOT_FOUND
     session.remember(retrieval, answer)
-    history[-1] = {"role": "assistant", "content": _link_citations(answer, len(retrieval.hits))}
+    shown = ra.with_evidence(answer, question, retrieval.hits)
+    history[-1] = {"role": "assistant", "content": _link_citations(shown, len(retrieval.hits))}
     yield history, session, gr.update(), _sources_html(retrieval, answer), gr.update(), gr.update(), gr.update(), ""
 
 

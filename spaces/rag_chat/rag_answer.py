@@ -24,7 +24,7 @@ NO_RAG_SYSTEM = "Answer the question in two or three short sentences."
 _FOLLOW_UP = re.compile(
     r"\b(it|its|it's|he|him|his|she|her|hers|they|them|their|theirs|this|that|these|those|there|"
     r"the same|the former|the latter|one|ones)\b", re.I)
-_FOLLOW_START = re.compile(r"^\s*(and|but|also|so|what about|how about|and what|why|why not|when|where)\b", re.I)
+_FOLLOW_START = re.compile(r"^\s*(and|but|also|so|then|what about|how about|what else|why not)\b", re.I)
 
 
 def rewrite_question(question: str, history: list[dict]) -> tuple[str, str]:
@@ -36,7 +36,7 @@ def rewrite_question(question: str, history: list[dict]) -> tuple[str, str]:
     if not previous:
         return question, "first question: used as is"
     words = tokenize(question)
-    follow_up = bool(_FOLLOW_UP.search(question)) or len(words) <= 2 or bool(_FOLLOW_START.match(question))
+    follow_up = bool(_FOLLOW_UP.search(question)) or len(words) <= 1 or bool(_FOLLOW_START.match(question))
     if not follow_up:
         return question, "stands alone: used as is"
     last = previous[-1]
@@ -149,3 +149,41 @@ def answer_sources(hits) -> list[dict]:
     """The /ask API's "sources": best first."""
     return [{"source": h.chunk.doc, "text": h.chunk.text, "score": round(float(h.score), 6),
              "where": h.chunk.where, "cosine": round(float(h.dense), 4)} for h in hits]
+
+
+def evidence(question: str, answer: str, hits, limit: int = 2) -> list[tuple[int, str]]:
+    """(source number, supporting sentence) pairs shown under an answer: the sentences of the
+    cited sources that best support it; when the model cited nothing (small models often
+    don't), the retrieved sentence that best matches the question and answer."""
+    if not hits or answer.strip() == NOT_FOUND:
+        return []
+    cited = parse_citations(answer, len(hits))
+    out = []
+    for n in cited[:limit]:
+        span = supporting_sentence(hits[n - 1].chunk.text, answer, question)
+        if span:
+            out.append((n, hits[n - 1].chunk.text[span[0]:span[1]]))
+    if out:
+        return out
+    best = None
+    for n, hit in enumerate(hits[:3], 1):
+        span = supporting_sentence(hit.chunk.text, answer + " " + question, question)
+        if not span:
+            continue
+        text = hit.chunk.text[span[0]:span[1]]
+        words = set(tokenize(text))
+        score = len(words & set(tokenize(question + " " + answer))) / (len(words) ** 0.3 or 1) + 0.5 * hit.dense
+        if best is None or score > best[0]:
+            best = (score, n, text)
+    return [(best[1], best[2])] if best else []
+
+
+def with_evidence(answer: str, question: str, hits) -> str:
+    """The answer followed by its evidence line(s), each with its [n] citation."""
+    ev = evidence(question, answer, hits)
+    if not ev:
+        return answer
+    cited = parse_citations(answer, len(hits))
+    label = "Evidence" if cited else "Evidence (the model cited nothing; closest source sentence)"
+    quotes = " ".join(f"“{' '.join(s.split())}” [{n}]" for n, s in ev)
+    return f"{answer}\n\n**{label}:** {quotes}"

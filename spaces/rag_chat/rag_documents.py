@@ -157,7 +157,9 @@ def decode_text(data: bytes) -> tuple[str, str]:
     except UnicodeDecodeError:
         pass
     guess = None
-    try:
+    try:  # a statistical guess needs text to work on; short snippets go to cp1252 (Western Windows)
+        if len(data) < 2000:
+            raise ValueError("too short to guess")
         from charset_normalizer import from_bytes
 
         best = from_bytes(data[:200_000]).best()

@@ -223,4 +223,6 @@ class RagSession:
         answer = answer.strip() or ra.NOT_FOUND
         self.remember(retrieval, answer)
         return {"answer": answer, "sources": ra.answer_sources(retrieval.hits), "rewritten_question": retrieval.query,
-                "retrieval_weak": retrieval.weak, "cited": ra.parse_citations(answer, len(retrieval.hits))}
+                "retrieval_weak": retrieval.weak, "cited": ra.parse_citations(answer, len(retrieval.hits)),
+                "evidence": [{"source_number": n, "sentence": s}
+                             for n, s in ra.evidence(retrieval.question, answer, retrieval.hits)]}
