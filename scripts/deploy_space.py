@@ -182,14 +182,26 @@ def write_readme(path: Path, card: dict, lab: Lab) -> None:
 
 
 def asset_mentions(lab: Lab, root: Path) -> set[str]:
-    """assets/ folders whose names appear in the lab's Python files (to catch undeclared needs)."""
+    """assets/ folders the lab's code names in a string (docstrings and comments ignored), e.g.
+    ASSETS / "rag_corpus" or "assets/rag_corpus/x.md": a need the card may have forgotten."""
+    import ast
+
     assets = root / "assets"
     if not assets.is_dir():
         return set()
     names = {p.name for p in assets.iterdir() if p.is_dir()}
-    code = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in lab.folder.rglob("*.py")
-                     if not ignored(p.relative_to(lab.folder)))
-    return {n for n in names if f'"{n}"' in code or f"'{n}'" in code or f"assets/{n}" in code}
+    strings: set[str] = set()
+    for path in lab.folder.rglob("*.py"):
+        if ignored(path.relative_to(lab.folder)):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except SyntaxError:
+            continue
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        strings |= {n.value for n in ast.walk(tree)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings}
+    return {n for n in names if any(s == n or s.startswith(n + "/") or f"assets/{n}" in s for s in strings)}
 
 
 def build_bundle(lab: Lab, out: Path, root: Path = ROOT) -> dict:
@@ -201,9 +213,11 @@ def build_bundle(lab: Lab, out: Path, root: Path = ROOT) -> dict:
     except LabError as exc:
         raise DeployError(str(exc)) from exc
     undeclared = asset_mentions(lab, root) - set(assets)
-    if undeclared:
-        warnings.append(f"the lab's code mentions assets/{', assets/'.join(sorted(undeclared))} but its README "
-                        f"front matter does not declare them: add `assets: {sorted(set(assets) | undeclared)}`.")
+    if undeclared:  # shipped anyway (a Space without them would break), and the owner is told
+        warnings.append(f"the lab's code uses assets/{', assets/'.join(sorted(undeclared))}, which its README "
+                        f"front matter does not declare: shipped anyway; add `assets: "
+                        f"{sorted(set(assets) | undeclared)}` to spaces/{lab.name}/README.md.")
+        assets = sorted(set(assets) | undeclared)
     if out.exists():
         if out.resolve() in (root.resolve(), *root.resolve().parents) or (out / ".git").exists():
             raise DeployError(f"refusing to empty {out}: choose a new folder for --out.")

@@ -167,7 +167,7 @@ def test_bundle_requirements_are_valid_and_match_the_venv(bundles, lab):
 @pytest.mark.parametrize("lab", LABS)
 def test_bundle_has_only_what_it_needs(bundles, lab):
     bundle = bundle_of(bundles, lab)
-    declared = labkit.find(lab).asset_names(ROOT)
+    declared = set(labkit.find(lab).asset_names(ROOT)) | deploy_space.asset_mentions(labkit.find(lab), ROOT)
     shipped = sorted(p.name for p in (bundle / "assets").iterdir()) if (bundle / "assets").exists() else []
     assert shipped == sorted(declared)
     assert (bundle / "shared" / "paths.py").is_file() and (bundle / "shared" / "nodeps.py").is_file()
@@ -229,13 +229,16 @@ def test_bundle_of_a_toy_lab(tmp_path):
 def test_undeclared_asset_use_is_warned_and_missing_key_uses_convention(tmp_path):
     root = tmp_path / "repo"
     make_repo(root)  # no assets: key; the code mentions 'needed'
+    (root / "spaces" / "toy_lab" / "toy_logic.py").write_text(
+        '"""Docstring: assets/other is only mentioned here."""\nPATH = "needed"  # assets/other in a comment\n')
     bundle = deploy_space.build_bundle(labkit.find("toy_lab", root), tmp_path / "b", root)
-    assert bundle["assets"] == []
-    assert any("assets/needed" in w for w in bundle["warnings"])
+    assert bundle["assets"] == ["needed"]  # used in code: shipped anyway, with a warning
+    assert any("assets/needed" in w and "shipped anyway" in w for w in bundle["warnings"])
+    assert not (tmp_path / "b" / "assets" / "other").exists()
     (root / "assets" / "toy_lab").mkdir()
     (root / "assets" / "toy_lab" / "x.bin").write_bytes(b"1")
     bundle = deploy_space.build_bundle(labkit.find("toy_lab", root), tmp_path / "b", root)
-    assert bundle["assets"] == ["toy_lab"] and (tmp_path / "b" / "assets" / "toy_lab" / "x.bin").exists()
+    assert bundle["assets"] == ["needed", "toy_lab"] and (tmp_path / "b" / "assets" / "toy_lab" / "x.bin").exists()
 
 
 def test_declared_asset_that_does_not_exist_is_a_clear_error(tmp_path):
