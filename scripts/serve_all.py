@@ -121,6 +121,7 @@ NAV_CSS = """
 
 def create_app(names: list[str] | None = None, root: Path = ROOT):
     """The FastAPI app with the index at / and each importable lab at /<lab>/."""
+    entries, _ = load_labs(names, root)  # first: an unknown name fails before gradio is imported
     import gradio as gr
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -128,7 +129,6 @@ def create_app(names: list[str] | None = None, root: Path = ROOT):
     from shared.launch import CONCURRENCY, MAX_FILE_SIZE, QUEUE_MAX_SIZE
     from shared.look import CSS, THEME
 
-    entries, _ = load_labs(names, root)
     app = FastAPI(title="GenAI Lab Playground", docs_url=None, redoc_url=None, openapi_url=None)
     page = index_html(entries)
 
