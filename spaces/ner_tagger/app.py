@@ -103,7 +103,7 @@ def run_models(text, chosen, strategy, progress=gr.Progress()):
     reference = next((results[n] for n in ("best", *results) if isinstance(results.get(n), list)), [])
     rows = [[e["text"], e["coarse"], e["start"], e["end"], e.get("label", e["coarse"])] for e in reference]
     state = {"text": text, "results": {k: v for k, v in results.items() if isinstance(v, list)}}
-    return side_by_side(text, results, timings), state, rows, ""
+    return side_by_side(text, results, timings), state, rows, None
 
 
 def subword_view(text, name):
@@ -252,12 +252,14 @@ def build_demo() -> gr.Blocks:
                 text = gr.Textbox(label="Text", lines=6, max_lines=14, value=EXAMPLES[0],
                                   placeholder="Paste text here (up to 100,000 characters)…")
                 with gr.Row():
-                    upload = gr.File(label="…or upload a .txt file", file_types=UPLOAD_TYPES, type="filepath",
-                                     height=90, scale=2)
-                    gr.Examples(EXAMPLES, inputs=text, label="Examples")
+                    upload = gr.UploadButton("Upload a .txt file", file_types=UPLOAD_TYPES, type="filepath",
+                                             size="sm", scale=0, min_width=180)
+                    gr.Markdown(f"Up to {MAX_CHARS:,} characters per run; longer text: split it.",
+                                elem_classes=["model-status"])
+                gr.Examples(EXAMPLES, inputs=text, label="Examples")
             with gr.Column(scale=2):
                 chosen = gr.CheckboxGroup(list(MODELS), value=["best", "spaCy", "student"], label="Models")
-                strategy = gr.Dropdown(list(STRATEGIES[1:]), value="first", label="Student's aggregation strategy")
+                strategy = gr.Dropdown(list(STRATEGIES[1:]), value="max", label="Student's aggregation strategy")
                 go = gr.Button("Tag", variant="primary")
                 with gr.Accordion("Which models, and why", open=False):
                     models_md = gr.Markdown()
@@ -275,7 +277,7 @@ def build_demo() -> gr.Blocks:
                     export_btn = gr.Button("Export CoNLL + JSONL")
                 scores = gr.Dataframe(headers=["model", "P", "R", "F1", "gold", "predicted", *EVAL_TYPES],
                                       label="P / R / F1 against your corrections", interactive=False)
-                files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+                files = gr.File(label="Downloads (CoNLL, JSONL)", file_count="multiple", interactive=False, height=120)
                 export_msg = gr.Markdown()
                 with gr.Row():
                     repo = gr.Textbox(label="Hub dataset repo", placeholder="your-name/my-ner-corrections", scale=2)

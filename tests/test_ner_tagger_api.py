@@ -1,0 +1,164 @@
+"""NER tagger lab: the real embedded models (spaCy, the shipped student, the ensemble), the
+/tag and /models API through gradio_client, bad input, the UI's event functions, and one
+browser test with a screenshot."""
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import import_app, running, screenshot
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
+
+SENTENCE = "Chief executive Paul Batchelor said AMP will open an office in Sydney, Australia."
+
+
+@pytest.fixture(scope="module")
+def app():
+    return import_app("ner_tagger")
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    with running(app.demo) as url:
+        yield Client(url, verbose=False)
+
+
+def _offsets_ok(text, ents):
+    assert isinstance(ents, list)
+    for e in ents:
+        assert set(e) == {"text", "start", "end", "label", "coarse"}
+        assert text[e["start"]:e["end"]] == e["text"]
+        assert e["coarse"] in ("PER", "ORG", "LOC", "MISC")
+
+
+# ---------------------------------------------------------------- models, direct
+def test_offline_models_tag_with_char_offsets(app):
+    import ner_models
+
+    for name in ner_models.OFFLINE:
+        ents = ner_models.tag(SENTENCE, name)
+        _offsets_ok(SENTENCE, ents)
+        found = {(e["text"], e["coarse"]) for e in ents}
+        assert ("Paul Batchelor", "PER") in found, (name, found)
+        assert ("Sydney", "LOC") in found, (name, found)
+
+
+def test_student_folder_loads_in_a_plain_transformers_pipeline(app):
+    from transformers import pipeline
+
+    import ner_align
+    import ner_models
+
+    plain = pipeline("token-classification", model=str(ner_models.student_folder()), aggregation_strategy="simple",
+                     device="cpu")(SENTENCE)
+    model, tokenizer = ner_models.STUDENT.load()
+    ours = ner_align.aggregate(ner_models.STUDENT.pieces(SENTENCE), "simple", tokenizer)
+    assert [(e["start"], e["end"], e["entity_group"]) for e in plain] == \
+           [(e["start"], e["end"], e["entity_group"]) for e in ours]
+
+
+def test_best_beats_plain_spacy_on_the_gold_dev_split(app):
+    import ner_eval
+    import ner_models
+
+    gold = ner_eval.load_gold("dev")[:60]
+    spacy_f1 = ner_eval.score([(g["text"], g["entities"], ner_models.SPACY.tag(g["text"])) for g in gold])["f1"]
+    best_f1 = ner_eval.score([(g["text"], g["entities"], ner_models.BEST.tag(g["text"])) for g in gold])["f1"]
+    assert best_f1 > spacy_f1
+
+
+# ---------------------------------------------------------------- API and bad input
+def test_api_models_and_tag(client):
+    names = client.predict(api_name="/models")
+    assert {"best", "spaCy", "student", "bert-base-NER", "GLiNER"} <= set(names)
+    for model in ("best", "spaCy", "student"):
+        _offsets_ok(SENTENCE, client.predict(SENTENCE, model, api_name="/tag"))
+
+
+@pytest.mark.parametrize("text", [
+    "",
+    "   \n\t ",
+    "Emoji 🎉 from Barack Obama 👋🏽 in Paris 🇫🇷 and Zoë Ångström in Malmö.",
+    "Arabic: محمد يعيش في القاهرة. Hebrew: דוד גר בירושלים. Then John Smith arrived in London.",
+    "Control\x00chars\x07 and\x1b[31m escapes: Angela Merkel\u200b met\r\nEmmanuel Macron in Berlin.",
+    "<script>alert('x')</script><b>Microsoft</b> hired <i>Satya Nadella</i> in <a href='x'>Redmond</a>.",
+    "x" * 10_000,
+    "Supercalifragilistic" * 500 + " Paris",
+])
+def test_api_tag_survives_hostile_text(client, text):
+    out = client.predict(text, "best", api_name="/tag")
+    _offsets_ok(text, out)
+    if not text.strip():
+        assert out == []
+
+
+def test_api_tag_refuses_huge_text_and_unknown_model_clearly(client):
+    out = client.predict("Paris is nice. " * 70_000, "best", api_name="/tag")  # ~1 MB
+    assert "error" in out and "at most" in out["error"]
+    out = client.predict(SENTENCE, "gpt-7", api_name="/tag")
+    assert "error" in out and "Unknown model" in out["error"]
+    # still serving
+    _offsets_ok(SENTENCE, client.predict(SENTENCE, "spaCy", api_name="/tag"))
+
+
+def test_api_hub_model_offline_says_why(client, monkeypatch):
+    monkeypatch.setenv("GENAI_LAB_OFFLINE", "1")  # the server runs in this process
+    out = client.predict(SENTENCE, "bert-base-NER", api_name="/tag")
+    assert "error" in out and "not available" in out["error"]
+
+
+# ---------------------------------------------------------------- UI event functions
+def test_ui_flow_tag_correct_score_export(app, tmp_path):
+    import gradio as gr
+
+    html, state, rows, _ = app.run_models(SENTENCE, ["best", "spaCy", "student"], "max", progress=lambda *a, **k: None)
+    assert "ner-grid" in html and "Batchelor" in html and 'title="' in html
+    assert set(state["results"]) == {"best", "spaCy", "student"}
+    rows = [r for r in rows if r[0] != "AMP"] + [["AMP", "ORG", None, None, ""]]  # a correction by text only
+    scores = app.score_models(state, rows)
+    assert {r[0] for r in scores} == {"best", "spaCy", "student"}
+    files, msg = app.export(state, rows)
+    conll = Path(files[0]).read_text()
+    assert "AMP B-ORG" in conll and "Batchelor I-PER" in conll
+    with pytest.raises(gr.Error):
+        app.score_models(state, [["Nobody", "PER", None, None, ""]])
+    with pytest.raises(gr.Error):
+        app.run_models("", ["best"], "first", progress=lambda *a, **k: None)
+    pieces, strategies, note = app.subword_view(SENTENCE, "student")
+    assert any(str(p[1]).startswith("##") for p in pieces) and "average" in strategies
+
+
+def test_upload_that_is_not_text_is_refused(app, tmp_path, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(app.gr, "Warning", lambda msg: warnings.append(msg))
+    binary = tmp_path / "photo.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    assert app.read_upload(str(binary), "keep me") == "keep me" and "not text" in warnings[-1]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 in Paris".encode("latin-1"))
+    assert app.read_upload(str(latin), "keep me") == "keep me" and "UTF-8" in warnings[-1]
+    good = tmp_path / "news.txt"
+    good.write_text(SENTENCE, encoding="utf-8")
+    assert app.read_upload(str(good), "") == SENTENCE
+
+
+# ---------------------------------------------------------------- browser
+def test_browser_tag_and_screenshot(app, page):
+    with running(app.demo) as url:
+        page.goto(url)
+        page.get_by_role("button", name="Tag", exact=True).click()
+        page.wait_for_selector(".ner-col mark.ner-ent", timeout=120_000)
+        page.get_by_role("button", name="Score models vs corrections").click()
+        page.wait_for_timeout(1500)
+        page.get_by_role("tab", name="Sub-word view").click()
+        page.get_by_role("button", name="Show pieces").click()
+        page.wait_for_selector(".ner-strat", timeout=60_000)
+        page.get_by_role("tab", name="Correct & score").click()
+        page.wait_for_timeout(500)
+        assert page.locator(".ner-col").count() == 3
+        path = screenshot(page, "ner_tagger")
+    assert path.exists()
