@@ -10,6 +10,7 @@ from shared.bootstrap import require  # noqa: E402
 
 require("gradio", "torch", "transformers", "pandas")
 
+import html  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -190,7 +191,7 @@ def select_token(session, index, evt: gr.SelectData):
     choices = views.alternatives(output, step, loaded.tokenizer)
     result = pipeline(loaded.model, output.prompt_ids + output.ids[:step], output.strategy)
     return (session, views.step_summary(output, step, loaded.tokenizer),
-            gr.Radio(choices=choices, value=choices[0][1] if choices else None),
+            gr.Radio(choices=choices, value=next((v for label, v in choices if "picked" not in label), None)),
             STYLE + views.pipeline_html(result, loaded.tokenizer, chosen=output.ids[step]))
 
 
@@ -210,7 +211,8 @@ def branch(session, token_id):
     m = views.metrics(new)
     text = (f"**Branch of {output.strategy.label} at step {step + 1}** with `{forced!r}`: "
             f"{m['tokens']} tokens, mean log-prob {m['mean_logprob']}, perplexity {m['perplexity']}.\n\n"
-            f"> {before}**{forced}**{tok.decode(new.ids[step + 1:], skip_special_tokens=True)}")
+            f"> {html.escape(before)}<mark><b>{html.escape(forced)}</b></mark>"
+            f"{html.escape(tok.decode(new.ids[step + 1:], skip_special_tokens=True))}")
     return views.token_spans(new, tok), text
 
 

@@ -18,8 +18,9 @@ CSS = """
 .dx-card .dx-foot {font-size: .75rem; color: var(--body-text-color-subdued); margin-top: .4rem}
 .dx-card.dx-waiting .dx-text {color: var(--body-text-color-subdued); font-style: italic}
 .dx-pipe {border-collapse: collapse; font-size: .8rem; width: 100%}
-.dx-pipe th, .dx-pipe td {border-bottom: 1px solid var(--border-color-primary); padding: 2px 6px; text-align: left;
-  vertical-align: middle}
+.dx-pipe th, .dx-pipe td {border: none !important; border-bottom: 1px solid var(--border-color-primary) !important;
+  padding: 2px 8px !important; text-align: left; vertical-align: middle; background: transparent !important}
+.dx-pipe th {font-weight: 600; font-size: .78rem}
 .dx-pipe td.dx-tok {font-family: var(--font-mono); white-space: pre}
 .dx-bar {height: 11px; background: var(--color-accent); border-radius: 2px; display: inline-block;
   vertical-align: middle; margin-right: 4px}
