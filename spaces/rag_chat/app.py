@@ -48,7 +48,7 @@ def _session(session) -> RagSession:
 
 
 def _status_rows(statuses):
-    return [[s["file"], "✅" if s["ok"] else "❌", s["message"], s.get("chunks", "")] for s in statuses]
+    return [[s["file"], "✓" if s["ok"] else "✗", s["message"], s.get("chunks", "")] for s in statuses]
 
 
 def _index_md(session: RagSession) -> str:
@@ -56,7 +56,8 @@ def _index_md(session: RagSession) -> str:
     if not session.docs:
         return "*No documents yet: upload files or load the sample corpus.*"
     split = info.get("split_to_fit", 0)
-    return (f"**{info.get('documents', 0)} documents → {info.get('chunks', 0)} chunks** · "
+    n_docs = info.get("documents", 0)
+    return (f"**{n_docs} document{'' if n_docs == 1 else 's'} → {info.get('chunks', 0)} chunks** · "
             f"{session.settings.strategy}, {session.settings.size} chars, overlap {session.settings.overlap}"
             f"{', title/heading context' if session.settings.context else ''} · embedder **{info.get('embedder', '?')}** "
             f"(max {info.get('max_tokens', '?')} tokens; {split} chunk(s) split to fit, none cut) · "
@@ -414,7 +415,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Accordion("Neighbours: the top-k chunks with their scores", open=False):
                             neighbours = gr.Dataframe(headers=NEIGHBOUR_HEADERS, interactive=False, wrap=True)
                         with gr.Accordion("View the exact prompt sent to the model", open=False):
-                            prompt = gr.Code(label="Prompt", language="markdown", interactive=False)
+                            prompt = gr.Code(label="Prompt", language="markdown", interactive=False, wrap_lines=True)
 
             with gr.Tab("Chunks", id="chunks"):
                 gr.Markdown("Change how documents are cut and embedded, then re-index. A chunk's *context* (document "
