@@ -53,9 +53,20 @@ def rewrite_question(question: str, history: list[dict]) -> tuple[str, str]:
     return " ".join(parts), "follow-up: added the previous question's words and topic"
 
 
+# Chat-template control markers (ChatML/SmolLM2/Qwen <|im_start|>, Llama 3 <|eot_id|>, Gemma
+# <start_of_turn>, Mistral [INST], <s>): a tokenizer would read them in document text as real
+# turn boundaries, so a document could open its own "system" turn.
+_TEMPLATE_MARKERS = re.compile(r"<\|[^<>|\n]{1,40}\|>|</?(?:start_of_turn|end_of_turn|s)>|\[/?INST\]", re.I)
+
+
+def _defang(m: re.Match) -> str:
+    return m.group(0).replace("<", "‹").replace(">", "›").replace("[", "⟦").replace("]", "⟧")
+
+
 def _fence(text: str) -> str:
-    # A document cannot close its own fence or open a fake one.
-    return re.sub(r"</?\s*source[^>]*>", lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text, flags=re.I)
+    # A document cannot close its own fence, open a fake one, or start a chat turn.
+    text = re.sub(r"</?\s*source[^>]*>", _defang, text, flags=re.I)
+    return _TEMPLATE_MARKERS.sub(_defang, text)
 
 
 def source_label(chunk) -> str:
