@@ -121,6 +121,9 @@ def rechunk(strategy, size, overlap, context, embedder, session, progress=gr.Pro
 
 
 # ------------------------------------------------------------------ chat
+SCORE_TIP = ("rank score: what the ranking used (cosine for dense, BM25 for keyword, reciprocal-rank fusion for hybrid, the cross-encoder when re-ranking). cosine: similarity of question and chunk, which decides &quot;I could not find this&quot;.")
+
+
 def _sources_html(retrieval, answer: str = "") -> str:
     if retrieval is None:
         return ""
@@ -140,7 +143,8 @@ def _sources_html(retrieval, answer: str = "") -> str:
         opened = " open" if (n in cited or (not cited and n == 1)) else ""
         parts.append(
             f"<details class='rag-src' id='rag-src-{n}'{opened}><summary><b>[{n}]</b> {html.escape(c.doc)} · "
-            f"{html.escape(c.where)} · score {h.score:.4f} · cosine {h.dense:.2f}{badge}</summary>"
+            f"{html.escape(c.where)} · <span title='{SCORE_TIP}'>rank score {h.score:.4f} · cosine {h.dense:.2f}</span>"
+            f"{badge}</summary>"
             f"<div class='rag-src-text'>{ra.highlight(c.text, span)}</div></details>")
     return "".join(parts)
 
