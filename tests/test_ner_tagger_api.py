@@ -20,11 +20,17 @@ def app():
 
 
 @pytest.fixture(scope="module")
-def client(app):
+def server(app):
+    """One running copy of the lab for the API and browser tests (a Blocks launches once)."""
+    with running(app.demo) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
     from gradio_client import Client
 
-    with running(app.demo) as url:
-        yield Client(url, verbose=False)
+    return Client(server, verbose=False)
 
 
 def _offsets_ok(text, ents):
@@ -122,7 +128,7 @@ def test_ui_flow_tag_correct_score_export(app, tmp_path):
     scores = app.score_models(state, rows)
     assert {r[0] for r in scores} == {"best", "spaCy", "student"}
     files, msg = app.export(state, rows)
-    conll = Path(files[0]).read_text()
+    conll = Path(files["value"][0]).read_text()
     assert "AMP B-ORG" in conll and "Batchelor I-PER" in conll
     with pytest.raises(gr.Error):
         app.score_models(state, [["Nobody", "PER", None, None, ""]])
@@ -147,9 +153,9 @@ def test_upload_that_is_not_text_is_refused(app, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- browser
-def test_browser_tag_and_screenshot(app, page):
-    with running(app.demo) as url:
-        page.goto(url)
+def test_browser_tag_and_screenshot(server, page):
+    if True:
+        page.goto(server)
         page.get_by_role("button", name="Tag", exact=True).click()
         page.wait_for_selector(".ner-col mark.ner-ent", timeout=120_000)
         page.get_by_role("button", name="Score models vs corrections").click()

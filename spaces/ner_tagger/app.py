@@ -175,7 +175,7 @@ def export(state, table):
     ents = _corrections(state["text"], table)
     folder = Path(tempfile.mkdtemp(prefix="ner_export_"))  # one folder per request: never shared
     conll, jsonl = export_files(folder, state["text"], ents)
-    return [str(conll), str(jsonl)], f"Exported {len(ents)} entities."
+    return gr.update(value=[str(conll), str(jsonl)], visible=True), f"Exported {len(ents)} entities."
 
 
 def push(files, repo_id, token):
@@ -277,7 +277,7 @@ def build_demo() -> gr.Blocks:
                     export_btn = gr.Button("Export CoNLL + JSONL")
                 scores = gr.Dataframe(headers=["model", "P", "R", "F1", "gold", "predicted", *EVAL_TYPES],
                                       label="P / R / F1 against your corrections", interactive=False)
-                files = gr.File(label="Downloads (CoNLL, JSONL)", file_count="multiple", interactive=False, height=120)
+                files = gr.File(label="Downloads (CoNLL, JSONL)", file_count="multiple", interactive=False, visible=False)
                 export_msg = gr.Markdown()
                 with gr.Row():
                     repo = gr.Textbox(label="Hub dataset repo", placeholder="your-name/my-ner-corrections", scale=2)

@@ -67,7 +67,8 @@ def _estimate_views(data: dict):
     kv_md = f"**KV cache (16-bit):** {kv}" if data["kind"] == "causal" else f"**KV cache:** {kv}"
     training = pd.DataFrame([{"method": t["method"], "memory": t["human"], "how": t["formula"]}
                              for t in data["training"]])
-    fits = pd.DataFrame(data["fits"])
+    marks = {"yes": "✅ yes", "tight": "⚠️ tight", "no": "❌ no"}
+    fits = pd.DataFrame([{k: marks.get(v, v) for k, v in row.items()} for row in data["fits"]])
     return summary, pd.DataFrame(chart), pd.DataFrame(rows), kv_md, training, fits
 
 
@@ -87,7 +88,7 @@ def _measure_views(data: dict):
     for prec, r in data["results"].items():
         if "error" in r:
             rows.append({"precision": prec, "estimated": fmt_bytes(r["estimated_bytes"]), "measured": "-",
-                         "error %": None, "naive error %": None, "load s": None, "ms / token": None,
+                         "error %": None, "naive error %": None, "RSS delta": "-", "load s": None, "ms / token": None,
                          "perplexity": None, "how": r["error"]})
             continue
         rows.append({"precision": prec, "estimated": fmt_bytes(r["estimated_bytes"]),
@@ -96,9 +97,9 @@ def _measure_views(data: dict):
                      "load s": r["load_s"], "ms / token": r["ms_per_token"], "perplexity": r.get("perplexity"),
                      "how": f"estimate: {r['estimate_formula']} · measured: {r['measured_formula']} · "
                             f"speed: {r['speed_formula']}"})
-        for kind, value in (("1 estimate", r["estimated_bytes"]), ("2 measured", r["measured_bytes"]),
-                            ("3 naive fp32/n", r["naive_bytes"])):
-            chart.append({"bar": f"{prec} {kind[2:5]}", "kind": kind[2:], "MB": value / 1e6, "precision": prec})
+        for short, kind, value in (("est", "estimate", r["estimated_bytes"]), ("meas", "measured", r["measured_bytes"]),
+                                   ("naive", "naive fp32/n", r["naive_bytes"])):
+            chart.append({"bar": f"{prec} {short}", "kind": kind, "MB": value / 1e6, "precision": prec})
     lines = [f"### {data['model']} on {data['device']}", data["note"]]
     if data.get("prompt"):
         lines.append(f"**Prompt:** _{data['prompt']}_ → {data['new_tokens']} greedy tokens. Differences from the "
@@ -127,6 +128,10 @@ def run_measure(name, precisions, progress=gr.Progress()):
     except EXPECTED as exc:
         gr.Warning(str(exc))
         return f"**Not measured:** {exc}", empty, empty, {"error": str(exc)}
+    except Exception as exc:  # a failed load or forward pass: say so, keep serving
+        msg = f"The measurement failed: {type(exc).__name__}: {str(exc)[:300]}"
+        gr.Warning(msg)
+        return f"**Not measured:** {msg}", empty, empty, {"error": msg}
     return (*_measure_views(data), data)
 
 
@@ -147,6 +152,8 @@ def measure_api(model: str, precisions: list[str]) -> dict:
         return measure(model, parse_precisions(precisions))
     except EXPECTED as exc:
         return {"error": str(exc)}
+    except Exception as exc:  # a failed load or forward pass: say so, keep serving
+        return {"error": f"The measurement failed: {type(exc).__name__}: {str(exc)[:300]}"}
 
 
 def build_demo() -> gr.Blocks:
@@ -166,10 +173,10 @@ def build_demo() -> gr.Blocks:
                 est_chart = gr.BarPlot(x="precision", y="GB", color="part", title="Estimated memory: weights + KV cache",
                                        y_title="GB", sort=PRECISIONS, height=300)
                 est_table = gr.Dataframe(label="Weights per precision (every number with its formula)",
-                                         wrap=True, elem_id="qc-formulas")
+                                         wrap=True, column_widths=["7%", "9%", "8%", "8%", "9%", "9%", "50%"])
                 est_kv = gr.Markdown()
                 est_train = gr.Dataframe(label="Training memory (weights + gradients + optimizer + activations)",
-                                         wrap=True)
+                                         wrap=True, column_widths=["22%", "10%", "68%"])
                 est_fits = gr.Dataframe(label="Does it fit? (yes / tight = over 90% / no; nominal GB, leave ~0.5 GB "
                                               "for the CUDA context)", wrap=True)
                 with gr.Accordion("Raw JSON (what /estimate returns)", open=False):
@@ -177,7 +184,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Measure (load it for real)"):
                 gr.Markdown(_machine_line() + " Each precision loads the model again with bitsandbytes "
                             "(int8, nf4) or a dtype (fp32, fp16, bf16) and frees it afterwards. On a CPU, fp16 "
-                            "matmuls are slow: expect ~1 minute per precision for SmolLM2.")
+                            "matmuls are slow: expect 10-60 s per precision for SmolLM2 (more on a busy machine).")
                 with gr.Row():
                     precisions = gr.CheckboxGroup(PRECISIONS, value=DEFAULT_MEASURE, label="Precisions", scale=3)
                     meas_btn = gr.Button("Measure", variant="primary", scale=1)
@@ -185,7 +192,8 @@ def build_demo() -> gr.Blocks:
                                         "vs naive (fp32 size / 2, 4, 8)", y_title="MB", x_title="precision",
                                         height=320, x_label_angle=-30)
                 meas_table = gr.Dataframe(label="Estimated vs measured (error % = (estimate - measured) / measured)",
-                                          wrap=True, elem_id="qc-measure-table")
+                                          wrap=True, column_widths=["7%", "8%", "8%", "6%", "7%", "8%", "6%", "6%",
+                                                                    "7%", "37%"])
                 meas_quality = gr.Markdown()
                 with gr.Accordion("Raw JSON (what /measure returns)", open=False):
                     meas_json = gr.JSON()
@@ -198,7 +206,8 @@ def build_demo() -> gr.Blocks:
         est_btn.click(run_estimate, [model, context, batch], est_outputs, api_visibility="private")
         demo.load(run_estimate, [model, context, batch], est_outputs, api_visibility="private")
         meas_btn.click(run_measure, [model, precisions], [meas_quality, meas_chart, meas_table, meas_json],
-                       concurrency_limit=1, concurrency_id="measure", api_visibility="private")
+                       concurrency_limit=1, concurrency_id="measure", api_visibility="private",
+                       show_progress_on=[meas_chart])
         gr.api(estimate_api, api_name="estimate")
         gr.api(measure_api, api_name="measure", concurrency_limit=1, concurrency_id="measure_api")
     return demo

@@ -1,6 +1,6 @@
 """Estimate memory from a config alone: weights per precision, KV cache, training, "does it fit".
 
-The model is built on the meta device (accelerate.init_empty_weights: shapes, no memory), its tied
+The model is built on the meta device (shapes, no memory; like accelerate.init_empty_weights), its tied
 weights are tied, and every parameter is sorted into what bitsandbytes would quantize (the
 weights of nn.Linear / GPT-2 Conv1D layers, minus the ones transformers keeps: output head, tied
 weights, the last module) and what stays in 16-bit (embeddings, norms, biases, the head). Each
@@ -76,8 +76,8 @@ def count_config(config, causal: bool = True) -> Counts:
 def _count_cached(config_json: str, causal: bool) -> Counts:
     import json
 
+    import torch
     import torch.nn as nn
-    from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, MODEL_FOR_CAUSAL_LM_MAPPING
     from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import get_keys_to_not_convert
@@ -86,7 +86,9 @@ def _count_cached(config_json: str, causal: bool) -> Counts:
     data = json.loads(config_json)
     config = AutoConfig.for_model(**{k: v for k, v in data.items() if k != "_name_or_path"})
     auto = AutoModelForCausalLM if causal and type(config) in MODEL_FOR_CAUSAL_LM_MAPPING else AutoModel
-    with init_empty_weights():
+    # torch.device("meta") is thread-local; accelerate.init_empty_weights() patches nn.Module for
+    # every thread, and a measurement loading at the same time would get meta tensors too.
+    with torch.device("meta"):
         model = auto.from_config(config)
     model.tie_weights()  # without it, tied embeddings are counted twice under transformers 5
     skip = list(set(get_keys_to_not_convert(model) + list(getattr(model, "_keep_in_fp32_modules", None) or [])))
@@ -129,7 +131,7 @@ def _count_cached(config_json: str, causal: bool) -> Counts:
             if module is not None and module is out_emb:
                 cat = "output head"
         parts[cat] = parts.get(cat, 0) + p.numel()
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers() if b.device.type != "meta")
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     inner = getattr(config, "text_config", None) or config
     hidden = getattr(inner, "hidden_size", None) or getattr(inner, "n_embd", 0)
     n_layers = getattr(inner, "num_hidden_layers", None) or getattr(inner, "n_layer", 0)
