@@ -10,7 +10,7 @@ from rag_index import tokenize
 NOT_FOUND = "I could not find this in your documents."
 # Below this cosine similarity (question vs best chunk, all-MiniLM-L6-v2) retrieval is "weak":
 # calibrated on bench/rag_chat.py's answerable vs off-topic questions (see bench/results/rag_chat.md).
-WEAK_COSINE = 0.30
+WEAK_COSINE = 0.25
 
 SYSTEM_RULES = """You answer questions using only the numbered sources below.
 Rules:

@@ -1,0 +1,193 @@
+"""RAG chat lab benchmark: retrieval quality, indexing throughput and retrieval latency, each
+next to the tutorial baseline (fixed 1000-character chunks with 200 overlap, all-MiniLM-L6-v2,
+FAISS flat inner product, top-k) measured in the same run.
+
+Quality uses bench/data/rag_eval/: four real documents nobody on this team wrote (the Apache-2.0
+licence, the tqdm and python-dotenv READMEs as shipped on PyPI, 40 stories of the Lee news
+corpus from the gensim wheel) and 52 questions written for them in our own words, each marked
+with the passage that answers it. A question hits at k when a top-k chunk contains that passage.
+
+    python bench/rag_chat.py                         # all sections, prints markdown tables
+    python bench/rag_chat.py calibration latency     # only some: quality calibration throughput latency
+"""
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "spaces" / "rag_chat")]
+import shared.bootstrap  # noqa: E402,F401
+
+from rag_chunking import Chunk  # noqa: E402
+from rag_eval import evaluate_session, first_hit_rank, score  # noqa: E402
+from rag_index import RagIndex, get_embedder  # noqa: E402
+from rag_pipeline import RagSession, Settings  # noqa: E402
+
+DATA = ROOT / "bench" / "data" / "rag_eval"
+OFF_TOPIC = [
+    "What is the best recipe for sourdough pizza?", "Who won the 2018 FIFA World Cup?",
+    "How many moons does Neptune have?", "What is the capital of Mongolia?",
+    "How do I change a flat bicycle tyre?", "Which vitamins are in spinach?",
+    "What is the plot of Hamlet?", "How tall is Mount Kilimanjaro?",
+    "What does a mitochondrion do?", "How do I knit a scarf?",
+    "Who painted the Mona Lisa?", "What is the exchange rate of the yen?",
+]
+
+
+def quality(pairs, files):
+    rows, sessions = [], {}
+    configs = [
+        ("baseline: fixed 1000/200, dense (FAISS flat IP)", Settings(strategy="fixed", size=1000, overlap=200,
+                                                                       context=False, mode="dense")),
+        ("**lab default: recursive 600/120 + title/heading context, hybrid (dense + BM25, RRF)**", Settings()),
+        ("lab chunks, dense only", Settings(mode="dense")),
+        ("lab chunks, BM25 only", Settings(mode="bm25")),
+        ("sentence 600/120 + context, hybrid", Settings(strategy="sentence")),
+        ("fixed 1000/200, hybrid", Settings(strategy="fixed", size=1000, overlap=200, context=False)),
+    ]
+    cache = {}
+    for label, settings in configs:
+        s = RagSession(settings)
+        s._vectors = cache
+        s.ingest(files)
+        metrics, _ = evaluate_session(s, pairs)
+        rows.append((label, len(s.chunks), metrics))
+        sessions[label] = s
+    return rows, sessions
+
+
+def calibration(session, pairs):
+    answerable = [max(h.dense for h in session.retrieve(q, rewrite=False).hits) for q, _ in pairs]
+    off = [max(h.dense for h in session.retrieve(q, rewrite=False).hits) for q in OFF_TOPIC]
+    return answerable, off
+
+
+def throughput(files):
+    """The lab's whole index build (chunk, fit to 256 tokens, embed, FAISS + BM25) vs a plain
+    sentence-transformers encode of the same chunk texts. Best of 2 runs each, interleaved."""
+    embedder = get_embedder()
+    lab_times, plain_times, n = [], [], 0
+    texts = None
+    for _ in range(2):
+        s = RagSession()
+        s._vectors = {}
+        t = time.perf_counter()
+        s.ingest(files)
+        lab_times.append(time.perf_counter() - t)
+        texts = [c.embed_text for c in s.chunks]
+        n = len(texts)
+        t = time.perf_counter()
+        embedder.model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                              show_progress_bar=False)
+        plain_times.append(time.perf_counter() - t)
+    return n, min(lab_times), min(plain_times)
+
+
+def latency(n=100_000, dim=384, queries=60):
+    """Retrieval at 100k chunks: synthetic unit vectors + synthetic Zipf-distributed text."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((n, dim), dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vocab = [f"w{i}" for i in range(30_000)]
+    ranks = np.minimum(rng.zipf(1.2, size=(n, 60)), len(vocab)) - 1
+    chunks = [Chunk("synthetic.txt", " ".join(vocab[j] for j in row), 0, 0, id=i) for i, row in enumerate(ranks)]
+    t = time.perf_counter()
+    index = RagIndex(chunks, vecs)
+    build = time.perf_counter() - t
+    plain = faiss.IndexFlatIP(dim)
+    plain.add(vecs)
+    qs = rng.standard_normal((queries, dim), dtype=np.float32)
+    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    qtext = [" ".join(vocab[j] for j in rng.integers(0, 3000, 6)) for _ in range(queries)]
+    out = {}
+    for mode in ("dense", "bm25", "hybrid"):
+        times = []
+        for q, text in zip(qs, qtext):
+            t = time.perf_counter()
+            index.search(text, q, mode, k=5)
+            times.append((time.perf_counter() - t) * 1000)
+        out[mode] = times
+    times = []
+    for q in qs:
+        t = time.perf_counter()
+        plain.search(q.reshape(1, -1), 5)
+        times.append((time.perf_counter() - t) * 1000)
+    out["baseline"] = times
+    embedder = get_embedder()
+    times = []
+    for text in ["When was the lighthouse built?"] * 20:
+        t = time.perf_counter()
+        embedder.encode_query(text)
+        times.append((time.perf_counter() - t) * 1000)
+    out["query embedding"] = times
+    return out, build
+
+
+def pct(values, p):
+    return float(np.percentile(values, p))
+
+
+def main():
+    wanted = set(sys.argv[1:]) or {"quality", "calibration", "throughput", "latency"}
+    qs = json.loads((DATA / "questions.json").read_text())
+    pairs = [(q["q"], q["passage"]) for q in qs]
+    files = sorted(p for p in DATA.iterdir() if p.suffix in (".txt", ".md"))
+    if "quality" in wanted:
+        print(f"## RAG chat: retrieval quality ({len(pairs)} questions over {len(files)} real documents)\n")
+        rows, sessions = quality(pairs, files)
+        print("| setting | chunks | hit@1 | hit@3 | hit@5 | MRR |\n|---|---|---|---|---|---|")
+        for label, n, m in rows:
+            print(f"| {label} | {n} | {m['hit@1']:.3f} | {m['hit@3']:.3f} | {m['hit@5']:.3f} | {m['MRR']:.3f} |")
+        default = sessions[rows[1][0]]
+    if "calibration" in wanted:
+        if "quality" not in wanted:
+            default = RagSession()
+            default.ingest(files)
+        calibrate(default, pairs)
+    if "throughput" in wanted:
+        show_throughput(files)
+    if "latency" in wanted:
+        show_latency()
+
+
+def calibrate(default, pairs):
+    answerable, off = calibration(default, pairs)
+    from rag_answer import WEAK_COSINE
+
+    print(f"\n## 'Not found' threshold (best chunk cosine, MiniLM)\n")
+    print("| questions | min | 10th pct | median | max | called weak at %.2f |\n|---|---|---|---|---|---|" % WEAK_COSINE)
+    for label, vals in (("answerable (eval set)", answerable), ("off-topic", off)):
+        weak = sum(v < WEAK_COSINE for v in vals)
+        print(f"| {label} ({len(vals)}) | {min(vals):.2f} | {pct(vals, 10):.2f} | {statistics.median(vals):.2f} | "
+              f"{max(vals):.2f} | {weak}/{len(vals)} |")
+
+
+def show_throughput(files):
+    n, lab_s, plain_s = throughput(files)
+    print(f"\n## Indexing throughput ({n} chunks, best of 2)\n")
+    print("| pipeline | seconds | chunks/s |\n|---|---|---|")
+    print(f"| plain sentence-transformers encode of the same chunks | {plain_s:.2f} | {n / plain_s:.1f} |")
+    print(f"| lab: read + chunk + fit to 256 tokens + embed + FAISS + BM25 | {lab_s:.2f} | {n / lab_s:.1f} |")
+    print(f"\nratio lab / plain: **{plain_s / lab_s:.2f}x** (goal >= 0.9x)")
+
+
+def show_latency():
+    times, build = latency()
+    print(f"\n## Retrieval latency, 100,000 chunks (384-dim synthetic vectors, 60-word synthetic texts; "
+          f"index built in {build:.1f} s)\n")
+    print("| search | p50 ms | p95 ms |\n|---|---|---|")
+    names = {"baseline": "baseline: FAISS flat IP top-5", "dense": "lab dense (FAISS + cosines)",
+             "bm25": "lab BM25 (sparse matrix)", "hybrid": "**lab hybrid (dense + BM25 + RRF)**",
+             "query embedding": "query embedding (MiniLM, one question)"}
+    for key in ("baseline", "dense", "bm25", "hybrid", "query embedding"):
+        print(f"| {names[key]} | {pct(times[key], 50):.1f} | {pct(times[key], 95):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
