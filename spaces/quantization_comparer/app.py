@@ -100,7 +100,7 @@ def _measure_views(data: dict):
         for short, kind, value in (("est", "estimate", r["estimated_bytes"]), ("meas", "measured", r["measured_bytes"]),
                                    ("naive", "naive fp32/n", r["naive_bytes"])):
             chart.append({"bar": f"{prec} {short}", "kind": kind, "MB": value / 1e6, "precision": prec})
-    lines = [f"### {data['model']} on {data['device']}", data["note"]]
+    lines = [f"### {data['model']} on {data['device']}"]  # its note is in the model line above
     if data.get("prompt"):
         lines.append(f"**Prompt:** _{data['prompt']}_ → {data['new_tokens']} greedy tokens. Differences from the "
                      "highest-precision output: ~~removed~~ **added**.")
@@ -192,8 +192,8 @@ def build_demo() -> gr.Blocks:
                                         "vs naive (fp32 size / 2, 4, 8)", y_title="MB", x_title="precision",
                                         height=320, x_label_angle=-30)
                 meas_table = gr.Dataframe(label="Estimated vs measured (error % = (estimate - measured) / measured)",
-                                          wrap=True, column_widths=["7%", "8%", "8%", "6%", "7%", "8%", "6%", "6%",
-                                                                    "7%", "37%"])
+                                          wrap=True, column_widths=["9%", "9%", "9%", "7%", "7%", "8%", "6%", "7%",
+                                                                    "9%", "29%"], max_height=1200)
                 meas_quality = gr.Markdown()
                 with gr.Accordion("Raw JSON (what /measure returns)", open=False):
                     meas_json = gr.JSON()
