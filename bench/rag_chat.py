@@ -137,7 +137,7 @@ def main():
     wanted = set(sys.argv[1:]) or {"quality", "calibration", "throughput", "latency"}
     qs = json.loads((DATA / "questions.json").read_text())
     pairs = [(q["q"], q["passage"]) for q in qs]
-    files = sorted(p for p in DATA.iterdir() if p.suffix in (".txt", ".md"))
+    files = sorted(p for p in DATA.iterdir() if p.suffix in (".txt", ".md") and not p.name.startswith("SOURCE"))
     if "quality" in wanted:
         print(f"## RAG chat: retrieval quality ({len(pairs)} questions over {len(files)} real documents)\n")
         rows, sessions = quality(pairs, files)
