@@ -179,3 +179,43 @@ def test_smollm2_measured_matches_estimate_with_quality():
     assert nf4["quant_state_bytes"] > 0 and bf16["quant_state_bytes"] == 0
     assert nf4["measured_bytes"] < 0.5 * bf16["measured_bytes"]
     assert bf16["same_as_reference"] and nf4["reference_precision"] == "bf16"
+
+
+def test_meta_build_does_not_leak_into_a_concurrent_load(monkeypatch):
+    """The estimate builds models on the meta device (init_empty_weights patches nn.Module for
+    every thread) while a measurement may be loading one in another thread: BUILD_LOCK keeps them
+    apart, so the loaded model never gets meta tensors."""
+    import torch
+
+    devices, started = [], threading.Event()
+    real = qe.init_empty_weights if hasattr(qe, "init_empty_weights") else None
+    assert real is None  # imported inside the function, patched via accelerate below
+    import accelerate
+
+    original = accelerate.init_empty_weights
+
+    class SlowEmpty:
+        def __init__(self):
+            self.ctx = original()
+
+        def __enter__(self):
+            self.ctx.__enter__()
+            started.set()
+            threading.Event().wait(0.3)  # hold the patch long enough for the other thread to try
+
+        def __exit__(self, *exc):
+            return self.ctx.__exit__(*exc)
+
+    monkeypatch.setattr(accelerate, "init_empty_weights", SlowEmpty)
+
+    def loader():
+        started.wait(5)
+        with qe.BUILD_LOCK:
+            devices.append(torch.nn.Linear(4, 4).weight.device.type)
+
+    worker = threading.Thread(target=loader)
+    worker.start()
+    qe._count_cached.cache_clear()
+    qe.count_config(qc.resolve_model("gpt2").config)
+    worker.join()
+    assert devices == ["cpu"]

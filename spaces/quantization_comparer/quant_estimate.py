@@ -1,12 +1,13 @@
 """Estimate memory from a config alone: weights per precision, KV cache, training, "does it fit".
 
-The model is built on the meta device (shapes, no memory; like accelerate.init_empty_weights), its tied
+The model is built on the meta device (accelerate.init_empty_weights: shapes, no memory), its tied
 weights are tied, and every parameter is sorted into what bitsandbytes would quantize (the
 weights of nn.Linear / GPT-2 Conv1D layers, minus the ones transformers keeps: output head, tied
 weights, the last module) and what stays in 16-bit (embeddings, norms, biases, the head). Each
 number comes with the formula that produced it. No gradio here."""
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 from shared.memory import fmt_bytes, kv_cache_bytes
@@ -24,6 +25,7 @@ MAX_CONTEXT = 10_000_000
 MAX_BATCH = 4096
 LORA_RANK = 16
 GB = 1e9
+BUILD_LOCK = threading.Lock()  # held while building on the meta device and while loading real weights
 
 # Nominal memory of common accelerators (decimal GB as sold; the CUDA context takes ~0.5 GB more).
 DEVICES = [
@@ -76,8 +78,8 @@ def count_config(config, causal: bool = True) -> Counts:
 def _count_cached(config_json: str, causal: bool) -> Counts:
     import json
 
-    import torch
     import torch.nn as nn
+    from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, MODEL_FOR_CAUSAL_LM_MAPPING
     from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import get_keys_to_not_convert
@@ -86,9 +88,10 @@ def _count_cached(config_json: str, causal: bool) -> Counts:
     data = json.loads(config_json)
     config = AutoConfig.for_model(**{k: v for k, v in data.items() if k != "_name_or_path"})
     auto = AutoModelForCausalLM if causal and type(config) in MODEL_FOR_CAUSAL_LM_MAPPING else AutoModel
-    # torch.device("meta") is thread-local; accelerate.init_empty_weights() patches nn.Module for
-    # every thread, and a measurement loading at the same time would get meta tensors too.
-    with torch.device("meta"):
+    # init_empty_weights() patches nn.Module for every thread: a measurement loading a model at the
+    # same moment would get meta tensors too, so both hold BUILD_LOCK. (torch.device("meta") is
+    # thread-local but 20x slower here: 20 s for a 72B config.)
+    with BUILD_LOCK, init_empty_weights():
         model = auto.from_config(config)
     model.tie_weights()  # without it, tied embeddings are counted twice under transformers 5
     skip = list(set(get_keys_to_not_convert(model) + list(getattr(model, "_keep_in_fp32_modules", None) or [])))

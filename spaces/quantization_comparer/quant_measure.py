@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from quant_configs import ModelRef, reference_text, resolve_model, weights_available
-from quant_estimate import PRECISIONS, QUANTIZED, count_config, machine_ram, weight_bytes
+from quant_estimate import BUILD_LOCK, PRECISIONS, QUANTIZED, count_config, machine_ram, weight_bytes
 from shared.memory import fmt_bytes, measure_footprint, param_bytes
 from shared.models import ModelUnavailable
 
@@ -101,7 +101,8 @@ def load_at(ref: ModelRef, precision: str, device: str, source: str):
     where = str(ref.folder) if ref.folder is not None else ref.hub_id
     auto = AutoModelForCausalLM if ref.generative else AutoModel
     try:
-        model = auto.from_pretrained(where, local_files_only=source != "hub", **load_kwargs(precision, device))
+        with BUILD_LOCK:  # never while an estimate has nn.Module patched for the meta device
+            model = auto.from_pretrained(where, local_files_only=source != "hub", **load_kwargs(precision, device))
     except ModelUnavailable:
         raise
     except Exception as exc:
