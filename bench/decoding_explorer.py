@@ -143,7 +143,8 @@ def main():
     parser.add_argument("--save", metavar="MD", help="also write the tables (with the machine) to this file")
     args = parser.parse_args()
     lines: list[str] = []
-    real_print = print
+    import builtins
+    real_print = builtins.print
 
     def print(text=""):  # noqa: A001  (echo and keep every line for --save)
         real_print(text, flush=True)
