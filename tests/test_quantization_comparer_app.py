@@ -27,11 +27,18 @@ def app():
 
 
 @pytest.fixture(scope="module")
-def client(app):
+def url(app):
+    """One server for the whole module: launching the same Blocks a second time while the first
+    server still runs (module-scoped) left the browser's measurement hanging."""
+    with running(app.demo) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def client(url):
     from gradio_client import Client
 
-    with running(app.demo) as url:
-        yield Client(url, verbose=False)
+    return Client(url, verbose=False)
 
 
 def test_api_lists_the_two_endpoints(client):
@@ -130,21 +137,20 @@ def test_app_finds_shared_in_repo_and_in_a_bundle(tmp_path, bundle):
     assert int(count) >= 20 and Path(where).parent.parent == (folder if bundle else ROOT)
 
 
-def test_browser_measure_smollm2(app, page, monkeypatch):
+def test_browser_measure_smollm2(app, url, page, monkeypatch):
     import functools
 
     # A shorter reference text and continuation keep this fast on a busy CPU (the app uses 256 / 16).
     monkeypatch.setattr(app, "measure", functools.partial(app.measure, new_tokens=6, reference_tokens=64))
-    with running(app.demo) as url:
-        page.goto(url)
-        page.get_by_role("tab", name="Measure (load it for real)").click()
-        for name in ("bf16", "int8", "nf4"):  # fp32 and nf4-dq stay checked
-            page.get_by_label(name, exact=True).uncheck()
-        page.get_by_role("button", name="Measure", exact=True).click()
-        try:
-            page.get_by_text("Prompt:").or_(page.get_by_text("Not measured:")).first.wait_for(timeout=400_000)
-        finally:
-            page.wait_for_timeout(1500)  # let the chart draw
-            path = screenshot(page, LAB)
-        assert page.get_by_text("Prompt:").count() == 1, page.get_by_text("Not measured:").all_inner_texts()
+    page.goto(url)
+    page.get_by_role("tab", name="Measure (load it for real)").click()
+    for name in ("bf16", "int8", "nf4"):  # fp32 and nf4-dq stay checked
+        page.get_by_label(name, exact=True).uncheck()
+    page.get_by_role("button", name="Measure", exact=True).click()
+    try:
+        page.get_by_text("Prompt:").or_(page.get_by_text("Not measured:")).first.wait_for(timeout=400_000)
+    finally:
+        page.wait_for_timeout(1500)  # let the chart draw
+        path = screenshot(page, LAB)
+    assert page.get_by_text("Prompt:").count() == 1, page.get_by_text("Not measured:").all_inner_texts()
     assert path.exists() and path.stat().st_size > 10_000

@@ -191,7 +191,9 @@ def build_demo() -> gr.Blocks:
                 meas_chart = gr.BarPlot(x="bar", y="MB", color="kind", title="Weight memory: estimate vs measured "
                                         "vs naive (fp32 size / 2, 4, 8)", y_title="MB", x_title="precision",
                                         height=320, x_label_angle=-30)
-                meas_table = gr.Dataframe(label="Estimated vs measured (error % = (estimate - measured) / measured)",
+                meas_table = gr.Dataframe(label="Estimated vs measured (error % = (estimate - measured) / measured; "
+                                                "measured = the loaded tensors + quantization state; RSS delta = "
+                                                "process growth, which also keeps allocator leftovers of loading)",
                                           wrap=True, column_widths=["9%", "9%", "9%", "7%", "7%", "8%", "6%", "7%",
                                                                     "9%", "29%"], max_height=1200)
                 meas_quality = gr.Markdown()
