@@ -210,8 +210,8 @@ def labs_table(labs: list[Lab], root: Path = ROOT) -> str:
     """The Markdown table of labs for the top-level README (generated; edit the labs' cards)."""
     rows = ["| Lab | What it teaches | Run it |", "|---|---|---|"]
     for lab in labs:
-        shot = next((p for p in (root / "docs" / "screenshots" / f"{lab.name}.png",
-                                 root / "docs" / f"{lab.name}.png") if p.exists()), None)
+        shot = root / "assets" / "screenshots" / f"{lab.name}.png"
+        shot = shot if shot.exists() else None
         teaches = (lab.short_description or lab.teaches).replace("|", "\\|").replace("\n", " ")
         cell = f"{lab.emoji} [{lab.title}](spaces/{lab.name}/)"
         if shot:
