@@ -67,7 +67,7 @@ def _estimate_views(data: dict):
     kv_md = f"**KV cache (16-bit):** {kv}" if data["kind"] == "causal" else f"**KV cache:** {kv}"
     training = pd.DataFrame([{"method": t["method"], "memory": t["human"], "how": t["formula"]}
                              for t in data["training"]])
-    marks = {"yes": "✅ yes", "tight": "⚠️ tight", "no": "❌ no"}
+    marks = {"yes": "✓ yes", "tight": "⚠ tight", "no": "✗ no"}  # plain symbols: no emoji font needed
     fits = pd.DataFrame([{k: marks.get(v, v) for k, v in row.items()} for row in data["fits"]])
     return summary, pd.DataFrame(chart), pd.DataFrame(rows), kv_md, training, fits
 
@@ -173,12 +173,13 @@ def build_demo() -> gr.Blocks:
                 est_chart = gr.BarPlot(x="precision", y="GB", color="part", title="Estimated memory: weights + KV cache",
                                        y_title="GB", sort=PRECISIONS, height=300)
                 est_table = gr.Dataframe(label="Weights per precision (every number with its formula)",
-                                         wrap=True, column_widths=["7%", "9%", "8%", "8%", "9%", "9%", "50%"])
+                                         wrap=True, column_widths=["9%", "9%", "9%", "8%", "9%", "9%", "47%"],
+                                         max_height=1200)
                 est_kv = gr.Markdown()
                 est_train = gr.Dataframe(label="Training memory (weights + gradients + optimizer + activations)",
-                                         wrap=True, column_widths=["22%", "10%", "68%"])
+                                         wrap=True, column_widths=["22%", "10%", "68%"], max_height=800)
                 est_fits = gr.Dataframe(label="Does it fit? (yes / tight = over 90% / no; nominal GB, leave ~0.5 GB "
-                                              "for the CUDA context)", wrap=True)
+                                              "for the CUDA context)", wrap=True, max_height=1000)
                 with gr.Accordion("Raw JSON (what /estimate returns)", open=False):
                     est_json = gr.JSON()
             with gr.Tab("Measure (load it for real)"):
