@@ -212,7 +212,7 @@ def labs_table(labs: list[Lab], root: Path = ROOT) -> str:
     for lab in labs:
         shot = root / "assets" / "screenshots" / f"{lab.name}.png"
         shot = shot if shot.exists() else None
-        teaches = (lab.short_description or lab.teaches).replace("|", "\\|").replace("\n", " ")
+        teaches = (lab.teaches or lab.short_description).replace("|", "\\|").replace("\n", " ")
         cell = f"{lab.emoji} [{lab.title}](spaces/{lab.name}/)"
         if shot:
             cell += f"<br>![{lab.title}]({shot.relative_to(root).as_posix()})"
