@@ -26,6 +26,11 @@ DEFAULT_MEASURE = ["fp32", "bf16", "int8", "nf4", "nf4-dq"]
 EXPECTED = (ModelUnavailable, EstimateError, TooLarge, MeasurementBusy, ValueError)
 
 
+MEASURE_NOTE = ("Each precision loads the model again with bitsandbytes (int8, nf4) or a dtype (fp32, fp16, "
+                "bf16) and frees it afterwards. On a CPU, fp16 matmuls are slow: expect 10-60 s per precision "
+                "for SmolLM2 (more on a busy machine).")
+
+
 def _machine_line() -> str:
     from shared.device import pick_device
 
@@ -165,7 +170,8 @@ def build_demo() -> gr.Blocks:
                                      "or type a Hub id (needs the Hub or the local cache).")
             context = gr.Number(2048, label="Context length (tokens)", precision=0, minimum=1, scale=1)
             batch = gr.Number(1, label="Batch size", precision=0, minimum=1, scale=1)
-        info = gr.Markdown(model_info(SMOLLM2), elem_classes=["model-status"])
+        # Filled on page load: reading configs imports transformers, which would slow the start-up.
+        info = gr.Markdown("Reading the model's config…", elem_classes=["model-status"])
         with gr.Tabs():
             with gr.Tab("Estimate (any model, from its config)"):
                 est_btn = gr.Button("Estimate memory", variant="primary")
@@ -183,9 +189,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Accordion("Raw JSON (what /estimate returns)", open=False):
                     est_json = gr.JSON()
             with gr.Tab("Measure (load it for real)"):
-                gr.Markdown(_machine_line() + " Each precision loads the model again with bitsandbytes "
-                            "(int8, nf4) or a dtype (fp32, fp16, bf16) and frees it afterwards. On a CPU, fp16 "
-                            "matmuls are slow: expect 10-60 s per precision for SmolLM2 (more on a busy machine).")
+                machine = gr.Markdown(MEASURE_NOTE)
                 with gr.Row():
                     precisions = gr.CheckboxGroup(PRECISIONS, value=DEFAULT_MEASURE, label="Precisions", scale=3)
                     meas_btn = gr.Button("Measure", variant="primary", scale=1)
@@ -205,6 +209,8 @@ def build_demo() -> gr.Blocks:
                     "in bf16 (embeddings, output head, norms, biases) plus its quantization state (absmax, scales).")
 
         model.change(model_info, model, info, api_visibility="private")
+        demo.load(model_info, model, info, api_visibility="private")
+        demo.load(lambda: _machine_line() + " " + MEASURE_NOTE, None, machine, api_visibility="private")
         est_outputs = [est_summary, est_chart, est_table, est_kv, est_train, est_fits, est_json]
         est_btn.click(run_estimate, [model, context, batch], est_outputs, api_visibility="private")
         demo.load(run_estimate, [model, context, batch], est_outputs, api_visibility="private")
