@@ -3,6 +3,7 @@ lab offers, and the rule that picks one.
 
 resolve() never touches the network for more than one short probe (shared.hub) and always
 says which model is in use and why; loading lives in shared.loading."""
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,9 @@ def available(role: str) -> list[tuple[str, str]]:
 
 
 def _is_folder(text: str) -> bool:
+    # A hosted Space serves strangers: they may not point the server at its own folders.
+    if os.environ.get("SPACE_ID"):
+        return False
     try:
         return Path(text).is_dir()
     except (OSError, ValueError):  # names too long for the OS, NUL bytes

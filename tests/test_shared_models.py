@@ -66,6 +66,12 @@ def test_local_folder_is_accepted(tmp_path):
     assert choice.source == "local folder" and choice.spec.hub_id == str(tmp_path.resolve())
 
 
+def test_local_folders_are_refused_on_a_hosted_space(tmp_path, offline, monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/lab")
+    with pytest.raises(ModelUnavailable):
+        resolve("causal", str(tmp_path), fallback=False)
+
+
 def test_role_without_embedded_model_refuses_offline(offline):
     with pytest.raises(ModelUnavailable):
         resolve("reranker", "cross-encoder/ms-marco-MiniLM-L-6-v2")
