@@ -78,6 +78,7 @@ class measure_footprint:
 
     def __enter__(self) -> Footprint:
         gc.collect()
+        _return_free_memory()  # freed-but-resident heap pages would otherwise hide new allocations
         self.result = Footprint()
         self._rss = process_rss()
         self._cuda = _cuda_allocated()
@@ -88,6 +89,17 @@ class measure_footprint:
         self.result.rss_bytes = process_rss() - self._rss
         self.result.device_bytes = _cuda_allocated() - self._cuda
         return False
+
+
+def _return_free_memory() -> None:
+    """Ask glibc to give freed heap pages back to the OS (no-op elsewhere), so the RSS baseline
+    does not include memory a later allocation would silently reuse."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _cuda_allocated() -> int:
