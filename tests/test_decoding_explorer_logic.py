@@ -119,6 +119,82 @@ def test_contrastive_is_deterministic_and_penalises_similarity(tiny):
     assert all(p > 0 for p in a.picked_probs)
 
 
+# ---------------------------------------------------------------- every strategy shares one forward per step
+
+MIXED = ["greedy", "top_p", "beam", "contrastive"]
+
+
+def alone(model, tok, prompt, strategies, n, seed):
+    return [dl.compare(model, tok, prompt, [s], n, seed)[0] for s in strategies]
+
+
+def test_mixed_run_equals_each_strategy_alone_and_generate(tiny):
+    """greedy + top-p + 4-beam search + contrastive k=4 in ONE compare call (one forward per step
+    for all 10 rows): each strategy gives exactly the tokens it gives when run alone, and
+    greedy/top-p/beam equal model.generate."""
+    model, tok, prompt = tiny
+    strategies, _ = ds.resolve(MIXED + ["repetition_penalty", "min_p"])
+    for seed in (5, 77):
+        mixed = dl.compare(model, tok, prompt, strategies, N, seed)
+        assert [o.strategy.name for o in mixed] == [s.name for s in strategies]
+        for s, m, a in zip(strategies, mixed, alone(model, tok, prompt, strategies, N, seed)):
+            assert m.ids == a.ids and len(m.ids) == N, (s.name, seed)
+            assert m.top_ids == a.top_ids and m.stop_reason == a.stop_reason, (s.name, seed)
+            assert m.probs == pytest.approx(a.probs, rel=1e-4, abs=1e-7), (s.name, seed)
+            assert m.picked_probs == pytest.approx(a.picked_probs, rel=1e-4, abs=1e-7), (s.name, seed)
+            if s.mode != "contrastive":
+                assert m.ids == generate(model, prompt, s, N, seed), (s.name, seed)
+            assert m.done and m.scored
+            assert m.batch_size == 4 + 4 + 4  # greedy, top-p, rep. penalty, min-p rows + 4 beams + 4 candidates
+
+
+def test_mixed_run_is_one_forward_per_step(tiny, monkeypatch):
+    """Count the model's forward passes and their batch sizes in a mixed run."""
+    model, tok, prompt = tiny
+    strategies, _ = ds.resolve(MIXED)
+    calls = []
+    real = type(model).forward
+
+    def counting(self, *args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        calls.append(tuple(ids.shape))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", counting)
+    outputs = dl.compare(model, tok, prompt, strategies, N, 0)
+    assert all(len(o.ids) == N for o in outputs)
+    p = len(prompt)
+    # prefill once (batch 1); N-1 shared steps of 1 + 1 + 4 + 4 rows; beam search's one scoring
+    # pass over its finished beam; contrastive search's last step (its k candidates of token N)
+    assert calls == [(1, p)] + [(10, 1)] * (N - 1) + [(1, p + N), (4, 1)]
+
+
+def test_mixed_run_with_early_end_of_text_drops_finished_rows(tiny, monkeypatch):
+    """Strategies that hit the end-of-text token early drop out of the shared batch; the others
+    go on and still give exactly what they give alone (and what generate gives)."""
+    model, tok, prompt = tiny
+    greedy = dl.compare(model, tok, prompt, [ds.DEFAULTS["greedy"]], N, 0)[0]
+    monkeypatch.setattr(model.generation_config, "eos_token_id", greedy.ids[3])
+    strategies, _ = ds.resolve(MIXED + ["top_k"], {"top_k": {"top_k": 2}, "beam": {"num_beams": 3}})
+    for seed in (1, 2):
+        mixed = dl.compare(model, tok, prompt, strategies, N, seed)
+        assert mixed[0].stop_reason == "end of text" and len(mixed[0].ids) < N
+        for s, m, a in zip(strategies, mixed, alone(model, tok, prompt, strategies, N, seed)):
+            assert (m.ids, m.stop_reason) == (a.ids, a.stop_reason), (s.name, seed)
+            if s.mode != "contrastive":
+                assert m.ids == generate(model, prompt, s, N, seed), (s.name, seed)
+
+
+def test_iter_compare_streams_every_strategy_together(tiny):
+    model, tok, prompt = tiny
+    strategies, _ = ds.resolve(MIXED)
+    snapshots = [[(len(o.ids), o.done) for o in outs]
+                 for outs in dl.iter_compare(model, tok, prompt, strategies, 6, 0)]
+    assert snapshots[0] == [(1, False), (1, False), (1, False), (0, False)]  # after the prefill
+    assert snapshots[2] == [(3, False), (3, False), (3, False), (2, False)]  # all advance together
+    assert snapshots[-1] == [(6, True)] * 4
+
+
 # ---------------------------------------------------------------- branching, pipeline
 
 def test_branch_keeps_prefix_forces_token_and_continues_like_the_strategy(tiny):
@@ -219,3 +295,13 @@ def test_smollm2_greedy_beam_and_top_p_equal_generate(smol):
     for s, out in zip(strategies, outputs):
         assert out.ids == generate(model, prompt, s, 8, seed=11), s.name
     assert tok.decode(outputs[0].ids).strip()
+
+
+def test_smollm2_mixed_run_equals_each_strategy_alone_and_generate(smol):
+    model, tok, prompt = smol
+    strategies, _ = ds.resolve(MIXED)
+    mixed = dl.compare(model, tok, prompt, strategies, 8, seed=3)
+    for s, m, a in zip(strategies, mixed, alone(model, tok, prompt, strategies, 8, 3)):
+        assert m.ids == a.ids, s.name
+        if s.mode != "contrastive":
+            assert m.ids == generate(model, prompt, s, 8, seed=3), s.name

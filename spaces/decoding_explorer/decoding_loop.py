@@ -1,17 +1,27 @@
 """The explorer's own decoding loop: every strategy, with the probability and the top
 alternatives of each generated token recorded as it goes.
 
-- greedy and sampling strategies run as ONE batch (one row per strategy, same prompt, so no
-  padding): one forward pass per step serves every row; each row has its own logits processors
-  and its own torch.Generator seeded with the run's seed, so each row draws exactly what
-  `torch.manual_seed(seed); model.generate(do_sample=True, ...)` draws for that strategy alone;
-- beam search follows transformers 5.23's vectorised beam search step by step (same top-2k
-  candidates, same finished-beam bookkeeping, same early-stop heuristic, same length penalty), so
-  its output equals `model.generate(num_beams=...)` token for token;
-- contrastive search (removed from transformers core in 4.56) is implemented here: top-k
-  candidates scored by (1-alpha) * p - alpha * max cosine similarity to the context.
+Every strategy of a run shares ONE forward pass per step. All rows continue the same prompt and
+every strategy adds exactly one token per step, so all rows of the KV cache always have the same
+length (no padding, no attention mask). The prompt is prefilled once (batch 1); then at each step
+each live strategy (a "stepper") says which rows of the previous step's output its rows continue
+from and which token each row feeds; the shared cache is reordered once with the concatenated
+index, one forward runs over all rows, and each stepper gets its slice of the logits:
 
-All of them use the KV cache; per step only a handful of numbers leave the device.
+- greedy and sampling strategies (`BatchRows`): one row each, with its own logits processors and
+  its own torch.Generator seeded with the run's seed, so each row draws exactly what
+  `torch.manual_seed(seed); model.generate(do_sample=True, ...)` draws for that strategy alone;
+- beam search (`BeamStepper`): `num_beams` rows, reordered by the beam indices as generate's
+  `cache.reorder_cache` does; it follows transformers 5.23's vectorised beam search step by step
+  (same top-2k candidates, same finished-beam bookkeeping, same early-stop heuristic, same length
+  penalty), so its output equals `model.generate(num_beams=...)` token for token; its per-token
+  probabilities come from one teacher-forced pass at the end;
+- contrastive search (`ContrastiveStepper`; removed from transformers core in 4.56) is implemented
+  here: `k` copies of its kept row feed its top-k candidates, each scored by
+  (1-alpha) * p - alpha * max cosine similarity to the context (the forward then also returns the
+  last hidden states).
+
+A strategy that finishes drops its rows. Per step only a handful of numbers leave the device.
 torch is imported inside the functions so importing this module is cheap."""
 from __future__ import annotations
 
@@ -100,88 +110,89 @@ def eos_ids(model, tokenizer) -> list[int]:
     return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
 
 
-# ---------------------------------------------------------------- greedy + sampling, batched
+# ---------------------------------------------------------------- steppers: one per strategy kind
+#
+# A stepper holds the state of one strategy kind between forward passes. The driver
+# (`iter_compare`) asks every live stepper for `rows()`: which rows of the stepper's slice of the
+# previous forward's output each of its next rows continues from (local indices), and the token
+# each row feeds. After the one shared forward it hands each stepper its slice of the logits (and
+# of the last hidden states) through `advance(logits, hidden, batch)`. For the prefill, which runs
+# once at batch 1, a stepper's slice is `width` copies of that one row. A stepper that has finished
+# sets `live = False` and takes no further rows.
 
-def _forward(model, ids, cache, **extra):
-    out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **extra)
-    return out
+class BatchRows:
+    """Greedy and sampling strategies, one row each: each row has its own logits processors and its
+    own torch.Generator seeded with the run's seed, so each row draws exactly what
+    `torch.manual_seed(seed); model.generate(do_sample=True, ...)` draws for that strategy alone."""
 
+    def __init__(self, prompt_ids: list[int], strategies: list[Strategy], max_new_tokens: int, seed: int,
+                 eos: list[int], device, start: float):
+        import torch
 
-def iter_batch(model, prompt_ids: list[int], strategies: list[Strategy], max_new_tokens: int, seed: int,
-               eos: list[int]):
-    """Greedy and sampling strategies as one batch. Yields the list of Outputs after every step."""
-    import torch
+        n = len(strategies)
+        self.outs = [Output(s, list(prompt_ids)) for s in strategies]
+        self.procs = [[p for _, p in processors(s)] for s in strategies]
+        self.gens = [torch.Generator(device=device).manual_seed(seed) if s.do_sample else None for s in strategies]
+        self.eos_t = torch.tensor(eos or [-1], device=device)
+        self.pad = eos[0] if eos else 0
+        self.ids = torch.tensor([prompt_ids], device=device).expand(n, -1)  # every row's text so far
+        self.alive = [True] * n
+        self.fed = list(range(n))  # the strategy row behind each row of the slice advance() gets
+        self.tokens = None  # the tokens picked by the last advance(), one per row of its slice
+        self.max_new_tokens, self.device, self.start = max_new_tokens, device, start
+        self.width, self.live = n, True
 
-    device = model.device
-    rows = len(strategies)
-    outs = [Output(s, list(prompt_ids), batch_size=rows) for s in strategies]
-    procs = [[p for _, p in processors(s)] for s in strategies]
-    gens = [torch.Generator(device=device).manual_seed(seed) if s.do_sample else None for s in strategies]
-    eos_t = torch.tensor(eos or [-1], device=device)
-    pad = eos[0] if eos else 0
-    k = TOP_ALTERNATIVES
-    start = time.perf_counter()
-    with torch.inference_mode():
-        prompt = torch.tensor([prompt_ids], device=device)
-        out = _forward(model, prompt, None)  # prefill once; the cache is copied per row below
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :].float()
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-            logits = logits.expand(rows, -1)
-        ids = prompt.expand(rows, -1)
-        alive = [True] * rows
-        for step in range(max_new_tokens):
-            logp = torch.log_softmax(logits, dim=-1)
-            picks, picked_p = [], []
-            for i in range(rows):
-                if not alive[i]:
-                    picks.append(torch.tensor([pad], device=device))
-                    picked_p.append(torch.zeros(1, device=device))
-                    continue
-                scores = logits[i:i + 1]
-                row_ids = ids[i:i + 1]
-                for proc in procs[i]:
-                    scores = proc(row_ids, scores)
-                probs = torch.softmax(scores, dim=-1)
-                if gens[i] is not None:
-                    token = torch.multinomial(probs, num_samples=1, generator=gens[i]).squeeze(1)
-                else:
-                    token = torch.argmax(scores, dim=-1)
-                picks.append(token)
-                picked_p.append(probs[0, token])
-            tokens = torch.cat(picks)
-            top_p, top_i = logp.topk(k, dim=-1)
-            chosen = logp.gather(1, tokens[:, None])
-            summary = torch.cat([tokens[:, None].float(), chosen.exp(), torch.stack(picked_p).view(rows, 1),
-                                 top_p.exp(), top_i.float(), torch.isin(tokens, eos_t)[:, None].float()], 1).tolist()
-            now = time.perf_counter() - start
-            for i, row in enumerate(summary):
-                if not alive[i]:
-                    continue
-                o = outs[i]
-                o.ids.append(int(row[0]))
-                o.probs.append(row[1])
-                o.picked_probs.append(row[2])
-                o.top_probs.append(row[3:3 + k])
-                o.top_ids.append([int(t) for t in row[3 + k:3 + 2 * k]])
-                o.seconds = now
-                if row[-1]:
-                    alive[i], o.done, o.stop_reason = False, True, "end of text"
-            if not any(alive) or step == max_new_tokens - 1:
-                break
-            yield outs
-            ids = torch.cat([ids, tokens[:, None]], dim=1)
-            out = _forward(model, tokens[:, None], cache)
-            logits = out.logits[:, -1, :].float()
-    for o in outs:
-        if not o.done:
-            o.done, o.stop_reason = True, "max_new_tokens"
-        o.seconds = max(o.seconds, 1e-9)
-    yield outs
+    def rows(self):
+        src = [j for j, i in enumerate(self.fed) if self.alive[i]]
+        self.fed = [self.fed[j] for j in src]
+        return src, self.tokens[src]
 
+    def advance(self, logits, hidden, batch: int) -> None:
+        import torch
 
-# ---------------------------------------------------------------- beam search
+        fed, k = self.fed, TOP_ALTERNATIVES
+        logp = torch.log_softmax(logits, dim=-1)
+        picks, picked_p = [], []
+        for j, i in enumerate(fed):
+            scores = logits[j:j + 1]
+            row_ids = self.ids[i:i + 1]
+            for proc in self.procs[i]:
+                scores = proc(row_ids, scores)
+            probs = torch.softmax(scores, dim=-1)
+            if self.gens[i] is not None:
+                token = torch.multinomial(probs, num_samples=1, generator=self.gens[i]).squeeze(1)
+            else:
+                token = torch.argmax(scores, dim=-1)
+            picks.append(token)
+            picked_p.append(probs[0, token])
+        tokens = torch.cat(picks)
+        top_p, top_i = logp.topk(k, dim=-1)
+        chosen = logp.gather(1, tokens[:, None])
+        summary = torch.cat([tokens[:, None].float(), chosen.exp(), torch.stack(picked_p).view(len(fed), 1),
+                             top_p.exp(), top_i.float(), torch.isin(tokens, self.eos_t)[:, None].float()], 1).tolist()
+        now = time.perf_counter() - self.start
+        for i, row in zip(fed, summary):
+            o = self.outs[i]
+            o.ids.append(int(row[0]))
+            o.probs.append(row[1])
+            o.picked_probs.append(row[2])
+            o.top_probs.append(row[3:3 + k])
+            o.top_ids.append([int(t) for t in row[3 + k:3 + 2 * k]])
+            o.seconds = now
+            o.batch_size = max(o.batch_size, batch)
+            if row[-1]:
+                self.alive[i], o.done, o.stop_reason = False, True, "end of text"
+        column = torch.full((len(self.outs),), self.pad, dtype=self.ids.dtype, device=self.device)
+        column[fed] = tokens
+        self.ids = torch.cat([self.ids, column[:, None]], dim=1)
+        self.tokens = tokens
+        if not any(self.alive) or len(self.outs[fed[0]].ids) >= self.max_new_tokens:
+            self.live = False
+            for o in self.outs:
+                if not o.done:
+                    o.done, o.stop_reason = True, "max_new_tokens"
+                o.seconds = max(o.seconds, 1e-9)
+
 
 def _gather(tensor, indices):
     """tensor[:, indices, ...] per batch row (transformers' _gather_beams)."""
@@ -192,100 +203,179 @@ def _gather(tensor, indices):
     return torch.take_along_dim(tensor, indices, dim=1)
 
 
-def iter_beam(model, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, eos: list[int],
-              pad_token_id: int | None = None):
+class BeamStepper:
     """Beam search, step for step as transformers 5.23 `_beam_search` does it (batch of one,
-    early_stopping=False). Yields the Output (current best running beam) after every step; the
-    final Output holds the best finished beam with its probabilities."""
-    import torch
+    early_stopping=False): `num_beams` rows. Its Output holds the current best running beam while
+    it runs; at the end, the best finished beam with its probabilities (one teacher-forced pass)."""
 
-    s = strategy
-    device = model.device
-    nb = s.num_beams
-    out_obj = Output(s, list(prompt_ids), batch_size=nb)
-    procs = [p for _, p in processors(s)]
-    prompt_len = len(prompt_ids)
-    max_length = prompt_len + max_new_tokens
-    eos_t = torch.tensor(eos, device=device) if eos else None
-    beams_to_keep = max(2, 1 + len(eos)) * nb
-    top_mask = torch.cat([torch.ones(nb, dtype=torch.bool), torch.zeros(beams_to_keep - nb, dtype=torch.bool)]).to(device)
-    fill = (pad_token_id or eos[0]) if eos else -1
-    running = torch.full((1, nb, max_length), fill, dtype=torch.int64, device=device)
-    running[:, :, :prompt_len] = torch.tensor(prompt_ids, device=device)
-    sequences = running.clone()
-    running_scores = torch.zeros((1, nb), device=device)
-    running_scores[:, 1:] = -1e9
-    beam_scores = torch.full((1, nb), -1e9, device=device)
-    finished = torch.zeros((1, nb), dtype=torch.bool, device=device)
-    unsatisfied = torch.ones((1, 1), dtype=torch.bool, device=device)
-    running_idx = torch.full((1, nb, max_new_tokens), -1, dtype=torch.int32, device=device)
-    beam_idx_all = running_idx.clone()
-    cur_len = prompt_len
-    start = time.perf_counter()
-    with torch.inference_mode():
-        flat = running[0, :, :cur_len]
-        out = _forward(model, flat, None)
-        cache = out.past_key_values
-        while True:
-            logits = out.logits[:, -1, :].float()
-            vocab = logits.shape[-1]
-            log_probs = torch.log_softmax(logits, dim=-1)
-            for proc in procs:
-                log_probs = proc(flat, log_probs)
-            log_probs = (log_probs.view(1, nb, vocab) + running_scores[:, :, None]).reshape(1, -1)
-            # c. top 2k continuations over all beams
-            topk_log_probs, topk_indices = torch.topk(log_probs, k=beams_to_keep)
-            topk_beam = topk_indices // vocab
-            topk_running_idx = _gather(running_idx, topk_beam)
-            topk_running = _gather(running, topk_beam)
-            topk_ids = topk_indices % vocab
-            topk_running[:, :, cur_len] = topk_ids
-            topk_running_idx[:, :, cur_len - prompt_len] = topk_beam.to(torch.int32)
-            # d. which candidates hit a stopping criterion (max length, EOS)
-            hits = torch.full_like(topk_ids, cur_len + 1 >= max_length, dtype=torch.bool)
-            if eos_t is not None:
-                hits = hits | torch.isin(topk_ids, eos_t)
-            # e. the best num_beams unfinished candidates keep running
-            masked = topk_log_probs + hits.to(torch.float32) * -1.0e9
-            keep = torch.topk(masked, k=nb)[1]
-            running = _gather(topk_running, keep)
-            running_scores = _gather(masked, keep)
-            running_idx = _gather(topk_running_idx, keep)
-            # f. finished candidates among the top num_beams compete with earlier finished beams
-            just_finished = hits & top_mask[None, :]
-            scored = topk_log_probs / ((cur_len + 1 - prompt_len) ** s.length_penalty)
-            scored = scored + (~unsatisfied).to(torch.float32) * -1.0e9
-            scored = scored + (~just_finished) * -1.0e9
-            merged_seq = torch.cat((sequences, topk_running), dim=1)
-            merged_scores = torch.cat((beam_scores, scored), dim=1)
-            merged_idx = torch.cat((beam_idx_all, topk_running_idx), dim=1)
-            merged_fin = torch.cat((finished, just_finished), dim=1)
-            best = torch.topk(merged_scores, k=nb)[1]
-            sequences = _gather(merged_seq, best)
-            beam_scores = _gather(merged_scores, best)
-            beam_idx_all = _gather(merged_idx, best)
-            finished = _gather(merged_fin, best)
-            # g. reorder the cache for the surviving beams, early-stop heuristic
-            cache.reorder_cache(running_idx[0, :, cur_len - prompt_len].to(torch.long))
-            cur_len += 1
-            best_possible = running_scores[:, :1] / ((cur_len - prompt_len) ** s.length_penalty)
-            worst_finished = torch.where(finished, torch.min(beam_scores, dim=1, keepdim=True)[0], -1.0e9)
-            unsatisfied = unsatisfied & torch.any(best_possible > worst_finished, dim=-1, keepdim=True)
-            go_on = bool(torch.any(unsatisfied)) and not bool(torch.all(hits))
-            out_obj.ids = running[0, 0, prompt_len:cur_len].tolist()
-            out_obj.seconds = time.perf_counter() - start
-            if not go_on:
-                break
-            yield out_obj
-            flat = running[0, :, :cur_len]
-            out = _forward(model, flat[:, -1:], cache)
-        generated = int(((beam_idx_all[0, 0] + 1) != 0).sum())
-        out_obj.ids = sequences[0, 0, prompt_len:prompt_len + generated].tolist()
-    out_obj.seconds = time.perf_counter() - start
-    out_obj.done = True
-    out_obj.stop_reason = "end of text" if out_obj.ids and out_obj.ids[-1] in eos else "max_new_tokens"
-    score_tokens(model, out_obj)  # probabilities under the model, by one teacher-forced pass
-    yield out_obj
+    def __init__(self, model, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, eos: list[int],
+                 pad_token_id: int | None, start: float):
+        import torch
+
+        s = strategy
+        device = model.device
+        nb = s.num_beams
+        self.model, self.s, self.nb, self.eos, self.start = model, s, nb, eos, start
+        self.out = Output(s, list(prompt_ids))
+        self.outs = [self.out]
+        self.procs = [p for _, p in processors(s)]
+        self.prompt_len = prompt_len = len(prompt_ids)
+        self.max_length = prompt_len + max_new_tokens
+        self.eos_t = torch.tensor(eos, device=device) if eos else None
+        self.beams_to_keep = max(2, 1 + len(eos)) * nb
+        self.top_mask = torch.cat([torch.ones(nb, dtype=torch.bool),
+                                   torch.zeros(self.beams_to_keep - nb, dtype=torch.bool)]).to(device)
+        fill = (pad_token_id or eos[0]) if eos else -1
+        self.running = torch.full((1, nb, self.max_length), fill, dtype=torch.int64, device=device)
+        self.running[:, :, :prompt_len] = torch.tensor(prompt_ids, device=device)
+        self.sequences = self.running.clone()
+        self.running_scores = torch.zeros((1, nb), device=device)
+        self.running_scores[:, 1:] = -1e9
+        self.beam_scores = torch.full((1, nb), -1e9, device=device)
+        self.finished = torch.zeros((1, nb), dtype=torch.bool, device=device)
+        self.unsatisfied = torch.ones((1, 1), dtype=torch.bool, device=device)
+        self.running_idx = torch.full((1, nb, max_new_tokens), -1, dtype=torch.int32, device=device)
+        self.beam_idx_all = self.running_idx.clone()
+        self.cur_len = prompt_len
+        self.source = None  # the beam each running beam continues (generate's cache.reorder_cache index)
+        self.width, self.live = nb, True
+
+    def rows(self):
+        return self.source.tolist(), self.running[0, :, self.cur_len - 1]
+
+    def advance(self, logits, hidden, batch: int) -> None:
+        import torch
+
+        s, nb, prompt_len, cur_len = self.s, self.nb, self.prompt_len, self.cur_len
+        self.out.batch_size = max(self.out.batch_size, batch)
+        flat = self.running[0, :, :cur_len]
+        vocab = logits.shape[-1]
+        log_probs = torch.log_softmax(logits, dim=-1)
+        for proc in self.procs:
+            log_probs = proc(flat, log_probs)
+        log_probs = (log_probs.view(1, nb, vocab) + self.running_scores[:, :, None]).reshape(1, -1)
+        # c. top 2k continuations over all beams
+        topk_log_probs, topk_indices = torch.topk(log_probs, k=self.beams_to_keep)
+        topk_beam = topk_indices // vocab
+        topk_running_idx = _gather(self.running_idx, topk_beam)
+        topk_running = _gather(self.running, topk_beam)
+        topk_ids = topk_indices % vocab
+        topk_running[:, :, cur_len] = topk_ids
+        topk_running_idx[:, :, cur_len - prompt_len] = topk_beam.to(torch.int32)
+        # d. which candidates hit a stopping criterion (max length, EOS)
+        hits = torch.full_like(topk_ids, cur_len + 1 >= self.max_length, dtype=torch.bool)
+        if self.eos_t is not None:
+            hits = hits | torch.isin(topk_ids, self.eos_t)
+        # e. the best num_beams unfinished candidates keep running
+        masked = topk_log_probs + hits.to(torch.float32) * -1.0e9
+        keep = torch.topk(masked, k=nb)[1]
+        self.running = _gather(topk_running, keep)
+        self.running_scores = _gather(masked, keep)
+        self.running_idx = _gather(topk_running_idx, keep)
+        # f. finished candidates among the top num_beams compete with earlier finished beams
+        just_finished = hits & self.top_mask[None, :]
+        scored = topk_log_probs / ((cur_len + 1 - prompt_len) ** s.length_penalty)
+        scored = scored + (~self.unsatisfied).to(torch.float32) * -1.0e9
+        scored = scored + (~just_finished) * -1.0e9
+        merged_seq = torch.cat((self.sequences, topk_running), dim=1)
+        merged_scores = torch.cat((self.beam_scores, scored), dim=1)
+        merged_idx = torch.cat((self.beam_idx_all, topk_running_idx), dim=1)
+        merged_fin = torch.cat((self.finished, just_finished), dim=1)
+        best = torch.topk(merged_scores, k=nb)[1]
+        self.sequences = _gather(merged_seq, best)
+        self.beam_scores = _gather(merged_scores, best)
+        self.beam_idx_all = _gather(merged_idx, best)
+        self.finished = _gather(merged_fin, best)
+        # g. the cache rows of the surviving beams (the driver reorders), early-stop heuristic
+        self.source = self.running_idx[0, :, cur_len - prompt_len].to(torch.long)
+        self.cur_len = cur_len = cur_len + 1
+        best_possible = self.running_scores[:, :1] / ((cur_len - prompt_len) ** s.length_penalty)
+        worst_finished = torch.where(self.finished, torch.min(self.beam_scores, dim=1, keepdim=True)[0], -1.0e9)
+        self.unsatisfied = self.unsatisfied & torch.any(best_possible > worst_finished, dim=-1, keepdim=True)
+        go_on = bool(torch.any(self.unsatisfied)) and not bool(torch.all(hits))
+        self.out.ids = self.running[0, 0, prompt_len:cur_len].tolist()
+        self.out.seconds = time.perf_counter() - self.start
+        if not go_on:
+            self._finish()
+
+    def _finish(self) -> None:
+        out = self.out
+        generated = int(((self.beam_idx_all[0, 0] + 1) != 0).sum())
+        out.ids = self.sequences[0, 0, self.prompt_len:self.prompt_len + generated].tolist()
+        out.seconds = time.perf_counter() - self.start
+        out.done = True
+        out.stop_reason = "end of text" if out.ids and out.ids[-1] in self.eos else "max_new_tokens"
+        score_tokens(self.model, out)  # probabilities under the model, by one teacher-forced pass
+        self.live = False
+
+
+class ContrastiveStepper:
+    """Contrastive search (Su et al. 2022), as transformers <= 4.55 ran it: at each step the top-k
+    candidates are fed through the model together (k rows continuing the selected row); each is
+    scored (1 - alpha) * p(candidate) - alpha * max cosine similarity between its last hidden state
+    and those of the context; the best one is kept with its cache row. Its token of step t is
+    therefore known only after the forward pass that feeds the candidates of step t."""
+
+    def __init__(self, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, eos: list[int], device,
+                 start: float):
+        import torch
+
+        s = strategy
+        self.out = Output(s, list(prompt_ids))
+        self.outs = [self.out]
+        self.procs = [p for _, p in processors(s)]
+        self.alpha, self.k = s.penalty_alpha, max(1, s.contrastive_k)
+        self.ids = torch.tensor([prompt_ids], device=device)
+        self.context = None  # normalised last hidden states of the text so far
+        self.best = 0  # row of the kept candidate in the slice advance() got
+        self.max_new_tokens, self.eos, self.start = max_new_tokens, eos, start
+        self.width, self.live = 1, True
+
+    def rows(self):
+        return [self.best] * self.k, self.cand_i.view(self.k)
+
+    def _candidates(self, logits) -> None:
+        import torch
+
+        self.logp = torch.log_softmax(logits, dim=-1)
+        scores = logits
+        for proc in self.procs:
+            scores = proc(self.ids, scores)
+        probs = torch.softmax(scores, dim=-1)
+        self.cand_p, self.cand_i = probs.topk(self.k, dim=-1)  # (1, k)
+
+    def advance(self, logits, hidden, batch: int) -> None:
+        import torch
+
+        out = self.out
+        out.batch_size = max(out.batch_size, batch)
+        if self.context is None:  # the prefill: the prompt's hidden states are the first context
+            context = hidden[0]  # (len, hidden)
+            self.context = context / context.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            self._candidates(logits[:1])
+            return
+        h = hidden[:, -1, :]  # (k, hidden)
+        h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        degeneration = (h @ self.context.T).max(dim=-1).values  # (k,)
+        score = (1.0 - self.alpha) * self.cand_p[0] - self.alpha * degeneration
+        best = int(torch.argmax(score))
+        token = self.cand_i[0, best]
+        self.context = torch.cat([self.context, h[best:best + 1]], dim=0)
+        top_p, top_i = self.logp.topk(TOP_ALTERNATIVES, dim=-1)
+        out.ids.append(int(token))
+        out.probs.append(float(self.logp[0, token].exp()))
+        out.picked_probs.append(float(self.cand_p[0, best]))
+        out.top_probs.append(top_p.exp()[0].tolist())
+        out.top_ids.append(top_i[0].tolist())
+        out.seconds = time.perf_counter() - self.start
+        if int(token) in self.eos or len(out.ids) >= self.max_new_tokens:
+            out.done, self.live = True, False
+            out.stop_reason = "end of text" if int(token) in self.eos else "max_new_tokens"
+            out.seconds = max(out.seconds, 1e-9)
+            return
+        self.ids = torch.cat([self.ids, token.view(1, 1)], dim=1)
+        self.best = best
+        self._candidates(logits[best:best + 1])
 
 
 def score_tokens(model, out: Output) -> Output:
@@ -309,95 +399,81 @@ def score_tokens(model, out: Output) -> Output:
     return out
 
 
-# ---------------------------------------------------------------- contrastive search
-
-def iter_contrastive(model, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, eos: list[int]):
-    """Contrastive search (Su et al. 2022), as transformers <= 4.55 ran it: at each step the top-k
-    candidates are fed through the model together (one batched forward with the cache repeated k
-    times); each is scored (1 - alpha) * p(candidate) - alpha * max cosine similarity between its
-    last hidden state and those of the context; the best one is kept with its cache row."""
-    import torch
-
-    s = strategy
-    device = model.device
-    out_obj = Output(s, list(prompt_ids), batch_size=s.contrastive_k)
-    procs = [p for _, p in processors(s)]
-    alpha, k = s.penalty_alpha, max(1, s.contrastive_k)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        ids = torch.tensor([prompt_ids], device=device)
-        out = model(input_ids=ids, use_cache=True, output_hidden_states=True, logits_to_keep=1)
-        cache = out.past_key_values
-        context = out.hidden_states[-1][0]  # (len, hidden)
-        context = context / context.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        logits = out.logits[:, -1, :].float()
-        for _step in range(max_new_tokens):
-            logp = torch.log_softmax(logits, dim=-1)
-            scores = logits
-            for proc in procs:
-                scores = proc(ids, scores)
-            probs = torch.softmax(scores, dim=-1)
-            cand_p, cand_i = probs.topk(k, dim=-1)  # (1, k)
-            cache.batch_repeat_interleave(k)
-            step_out = model(input_ids=cand_i.view(k, 1), past_key_values=cache, use_cache=True,
-                             output_hidden_states=True, logits_to_keep=1)
-            hidden = step_out.hidden_states[-1][:, -1, :]  # (k, hidden)
-            hidden = hidden / hidden.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-            degeneration = (hidden @ context.T).max(dim=-1).values  # (k,)
-            score = (1.0 - alpha) * cand_p[0] - alpha * degeneration
-            best = int(torch.argmax(score))
-            token = cand_i[0, best]
-            cache.batch_select_indices(torch.tensor([best], device=device))
-            context = torch.cat([context, hidden[best:best + 1]], dim=0)
-            logits = step_out.logits[best:best + 1, -1, :].float()
-            top_p, top_i = logp.topk(TOP_ALTERNATIVES, dim=-1)
-            out_obj.ids.append(int(token))
-            out_obj.probs.append(float(logp[0, token].exp()))
-            out_obj.picked_probs.append(float(cand_p[0, best]))
-            out_obj.top_probs.append(top_p.exp()[0].tolist())
-            out_obj.top_ids.append(top_i[0].tolist())
-            out_obj.seconds = time.perf_counter() - start
-            if int(token) in eos:
-                out_obj.stop_reason = "end of text"
-                break
-            yield out_obj
-            ids = torch.cat([ids, token.view(1, 1)], dim=1)
-    out_obj.done = True
-    out_obj.stop_reason = out_obj.stop_reason or "max_new_tokens"
-    out_obj.seconds = max(time.perf_counter() - start, 1e-9)
-    yield out_obj
-
-
 # ---------------------------------------------------------------- all strategies of one run
 
 def iter_compare(model, tokenizer, prompt_ids: list[int], strategies: list[Strategy], max_new_tokens: int,
                  seed: int):
     """Run every strategy; yields the list of Outputs (in the order of `strategies`) after each step.
 
-    Greedy/sampling rows share one batch; beam search and contrastive search run after it."""
+    Every strategy shares ONE forward pass per step: the prompt is prefilled once (batch 1); then
+    each live stepper says which rows of the previous output its rows continue from and which
+    token each feeds; the shared KV cache is reordered once with the concatenated index (rows may
+    repeat: beams that split, contrastive candidates), one forward runs over all rows, and each
+    stepper gets its slice of the logits (and last hidden states when contrastive search runs)."""
+    import torch
+
     eos = eos_ids(model, tokenizer)
     pad = getattr(model.generation_config, "pad_token_id", None)
-    outs: list[Output | None] = [None] * len(strategies)
+    device = model.device
+    start = time.perf_counter()
+    steppers, slots = [], [None] * len(strategies)
     batch = [i for i, s in enumerate(strategies) if s.mode in ("greedy", "sample")]
-    placeholders = {i: Output(s, list(prompt_ids)) for i, s in enumerate(strategies)}
-
-    def snapshot():
-        return [outs[i] if outs[i] is not None else placeholders[i] for i in range(len(strategies))]
-
     if batch:
-        for rows in iter_batch(model, prompt_ids, [strategies[i] for i in batch], max_new_tokens, seed, eos):
-            for i, row in zip(batch, rows):
-                outs[i] = row
-            yield snapshot()
+        rows = BatchRows(prompt_ids, [strategies[i] for i in batch], max_new_tokens, seed, eos, device, start)
+        steppers.append(rows)
+        for j, i in enumerate(batch):
+            slots[i] = (rows, j)
     for i, s in enumerate(strategies):
         if s.mode == "beam":
-            steps = iter_beam(model, prompt_ids, s, max_new_tokens, eos, pad)
+            stepper = BeamStepper(model, prompt_ids, s, max_new_tokens, eos, pad, start)
         elif s.mode == "contrastive":
-            steps = iter_contrastive(model, prompt_ids, s, max_new_tokens, eos)
+            stepper = ContrastiveStepper(prompt_ids, s, max_new_tokens, eos, device, start)
         else:
             continue
-        for o in steps:
-            outs[i] = o
+        steppers.append(stepper)
+        slots[i] = (stepper, 0)
+
+    def snapshot():
+        return [stepper.outs[j] for stepper, j in slots]
+
+    def wants_hidden(live):
+        return any(isinstance(st, ContrastiveStepper) for st in live)
+
+    with torch.inference_mode():
+        hidden_on = wants_hidden(steppers)
+        out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, logits_to_keep=1,
+                    output_hidden_states=hidden_on)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :].float()
+        hidden = out.hidden_states[-1] if hidden_on else None
+        for st in steppers:  # the prefill's one row stands for each stepper's `width` rows
+            st.advance(logits.expand(st.width, -1), None if hidden is None else hidden.expand(st.width, -1, -1), 1)
+            st.at = [0] * st.width  # cache row of each row of the stepper's slice
+        cache_rows = 1
+        yield snapshot()
+        while True:
+            live = [st for st in steppers if st.live]
+            if not live:
+                break
+            index, feed, sizes = [], [], []
+            for st in live:
+                src, tokens = st.rows()
+                index += [st.at[r] for r in src]
+                feed.append(tokens.reshape(-1))
+                sizes.append(len(src))
+            if index != list(range(cache_rows)):
+                cache.reorder_cache(torch.tensor(index, dtype=torch.long, device=device))
+            cache_rows = len(index)
+            hidden_on = wants_hidden(live)
+            out = model(input_ids=torch.cat(feed)[:, None], past_key_values=cache, use_cache=True, logits_to_keep=1,
+                        output_hidden_states=hidden_on)
+            logits = out.logits[:, -1, :].float()
+            hidden = out.hidden_states[-1] if hidden_on else None
+            offset = 0
+            for st, n in zip(live, sizes):
+                st.advance(logits[offset:offset + n], None if hidden is None else hidden[offset:offset + n], cache_rows)
+                st.at = list(range(offset, offset + n))
+                offset += n
             yield snapshot()
 
 
