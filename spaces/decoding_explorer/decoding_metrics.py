@@ -1,7 +1,8 @@
 """Numbers that describe one generation, and its JSON form for the /compare endpoint.
 
-- tokens/s: generated tokens / wall-clock seconds of the run that produced them (rows that ran
-  in one batch share its time, so each row's figure is honest about what the batch cost);
+- tokens/s: generated tokens / wall-clock seconds from the start of the run to the strategy's last
+  token (every strategy of a run shares its forward passes, so each figure is honest about what
+  the shared batch cost);
 - mean log-prob: average natural log of the model's own probability (softmax of the raw logits,
   before any strategy processing) of each generated token; perplexity = exp(-mean log-prob);
 - distinct-n: unique n-grams / all n-grams of the generated token ids (1.0 = no repeats);

@@ -46,11 +46,11 @@ def cards_html(outputs, tokenizer) -> str:
             foot = f"{len(o.ids)} tokens · {o.tokens_per_s:.1f} tokens/s · {state}"
             if o.done and o.stop_reason:
                 foot += f" · stopped: {html.escape(o.stop_reason)}"
-            if o.batch_size > 1 and o.strategy.mode in ("greedy", "sample"):
-                foot += f" · shared a batch of {o.batch_size}"
+            if o.batch_size > 1:
+                foot += f" · forward passes of up to {o.batch_size} rows, shared"
             cls = ""
         else:
-            text, foot, cls = "waiting for its turn…", "", " dx-waiting"
+            text, foot, cls = "waiting for its first token…", "", " dx-waiting"
         cards.append(f'<div class="dx-card{cls}"><h3>{html.escape(o.strategy.label)}</h3>'
                      f'<div class="dx-params">{params}</div><div class="dx-text">{text}</div>'
                      f'<div class="dx-foot">{foot}</div></div>')
