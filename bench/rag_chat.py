@@ -8,7 +8,10 @@ corpus from the gensim wheel) and 52 questions written for them in our own words
 with the passage that answers it. A question hits at k when a top-k chunk contains that passage.
 
     python bench/rag_chat.py                         # all sections, prints markdown tables
-    python bench/rag_chat.py calibration latency     # only some: quality calibration throughput latency
+    python bench/rag_chat.py calibration latency     # only some: quality wiki calibration throughput latency
+
+`wiki` is a second quality set: 60 questions (bench/data/rag_eval_wiki/) over the shipped
+Wikipedia sample corpus (assets/rag_corpus/, 16 articles), so settings are not tuned to one set.
 """
 import json
 import statistics
@@ -28,6 +31,7 @@ from rag_index import RagIndex, get_embedder  # noqa: E402
 from rag_pipeline import RagSession, Settings  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "rag_eval"
+WIKI = ROOT / "bench" / "data" / "rag_eval_wiki"
 OFF_TOPIC = [
     "What is the best recipe for sourdough pizza?", "Who won the 2018 FIFA World Cup?",
     "How many moons does Neptune have?", "What is the capital of Mongolia?",
@@ -134,17 +138,14 @@ def pct(values, p):
 
 
 def main():
-    wanted = set(sys.argv[1:]) or {"quality", "calibration", "throughput", "latency"}
-    qs = json.loads((DATA / "questions.json").read_text())
-    pairs = [(q["q"], q["passage"]) for q in qs]
+    wanted = set(sys.argv[1:]) or {"quality", "wiki", "calibration", "throughput", "latency"}
+    pairs = load_pairs(DATA)
     files = sorted(p for p in DATA.iterdir() if p.suffix in (".txt", ".md") and not p.name.startswith("SOURCE"))
     if "quality" in wanted:
-        print(f"## RAG chat: retrieval quality ({len(pairs)} questions over {len(files)} real documents)\n")
-        rows, sessions = quality(pairs, files)
-        print("| setting | chunks | hit@1 | hit@3 | hit@5 | MRR |\n|---|---|---|---|---|---|")
-        for label, n, m in rows:
-            print(f"| {label} | {n} | {m['hit@1']:.3f} | {m['hit@3']:.3f} | {m['hit@5']:.3f} | {m['MRR']:.3f} |")
-        default = sessions[rows[1][0]]
+        default = show_quality(pairs, files, "real documents")
+    if "wiki" in wanted:
+        wiki_files = sorted(p for p in (ROOT / "assets" / "rag_corpus").glob("*.md") if p.name != "SOURCE.md")
+        show_quality(load_pairs(WIKI), wiki_files, "Wikipedia articles (the shipped sample corpus)")
     if "calibration" in wanted:
         if "quality" not in wanted:
             default = RagSession()
@@ -154,6 +155,20 @@ def main():
         show_throughput(files)
     if "latency" in wanted:
         show_latency()
+
+
+def load_pairs(folder):
+    return [(q["q"], q["passage"]) for q in json.loads((folder / "questions.json").read_text())]
+
+
+def show_quality(pairs, files, what):
+    print(f"## RAG chat: retrieval quality ({len(pairs)} questions over {len(files)} {what})\n")
+    rows, sessions = quality(pairs, files)
+    print("| setting | chunks | hit@1 | hit@3 | hit@5 | MRR |\n|---|---|---|---|---|---|")
+    for label, n, m in rows:
+        print(f"| {label} | {n} | {m['hit@1']:.3f} | {m['hit@3']:.3f} | {m['hit@5']:.3f} | {m['MRR']:.3f} |")
+    print()
+    return sessions[rows[1][0]]
 
 
 def calibrate(default, pairs):
