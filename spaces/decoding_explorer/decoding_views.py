@@ -47,7 +47,7 @@ def cards_html(outputs, tokenizer) -> str:
             if o.done and o.stop_reason:
                 foot += f" · stopped: {html.escape(o.stop_reason)}"
             if o.batch_size > 1:
-                foot += f" · forward passes of up to {o.batch_size} rows, shared"
+                foot += f" · shared forward passes (up to {o.batch_size} rows)"
             cls = ""
         else:
             text, foot, cls = "waiting for its first token…", "", " dx-waiting"
