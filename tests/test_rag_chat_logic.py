@@ -207,6 +207,38 @@ def test_index_modes(mode):
     assert abs(hits[0].dense - 1.0) < 1e-5
 
 
+def test_hybrid_standardises_over_the_whole_collection_and_favours_dense():
+    rng = np.random.default_rng(1)
+    texts = [f"filler text number {i} about nothing much" for i in range(40)]
+    texts[5] = "the harbour lighthouse"  # the question's meaning, no shared word
+    texts[7] = "a coastal beacon tower"  # close in meaning, no shared word
+    texts[9] = "keeper keeper of records"  # a bit less close, but shares the rare word
+    chunks = [Chunk("f.txt", t, 0, len(t), id=i) for i, t in enumerate(texts)]
+    vecs = np.zeros((40, 16), dtype=np.float32)
+    vecs[:, 3:] = rng.normal(size=(40, 13))  # fillers: about orthogonal to the question
+    vecs[5] = 0
+    vecs[5, 0] = 1.0
+    vecs[7] = 0
+    vecs[7, :2] = [0.6, 0.8]
+    vecs[9] = 0
+    vecs[9, [0, 2]] = [0.5, 0.866]
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = RagIndex(chunks, vecs)
+    q = np.zeros(16, dtype=np.float32)
+    q[0] = 1.0
+    # the moments give exactly the mean and spread of every chunk's cosine
+    cos = vecs @ q
+    mu = float(index._mean @ q)
+    assert abs(mu - cos.mean()) < 1e-5
+    assert abs(np.sqrt(q @ index._second @ q - mu * mu) - cos.std()) < 1e-4
+    assert [h.chunk.id for h in index.search("lighthouse keeper", q, "dense", k=3)] == [5, 7, 9]
+    assert index.search("lighthouse keeper", q, "bm25", k=1)[0].chunk.id == 9
+    hits = index.search("lighthouse keeper", q, "hybrid", k=3)
+    assert hits[0].chunk.id == 5, "a clear dense match is not outvoted by a keyword match"
+    assert [h.chunk.id for h in hits[1:]] == [9, 7], "the shared rare word breaks the near tie"
+    assert hits[0].score > hits[1].score > hits[2].score
+
+
 def _hits(texts):
     return [Hit(Chunk(f"doc{i}.txt", t, 0, len(t)), 0.5, 0.6, 1.0, i + 1) for i, t in enumerate(texts)]
 

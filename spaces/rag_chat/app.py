@@ -121,7 +121,7 @@ def rechunk(strategy, size, overlap, context, embedder, session, progress=gr.Pro
 
 
 # ------------------------------------------------------------------ chat
-SCORE_TIP = ("rank score: what the ranking used (cosine for dense, BM25 for keyword, reciprocal-rank fusion for hybrid, the cross-encoder when re-ranking). cosine: similarity of question and chunk, which decides &quot;I could not find this&quot;.")
+SCORE_TIP = ("rank score: what the ranking used (cosine for dense, BM25 for keyword, 0.7 z(cosine) + 0.3 z(BM25) for hybrid, the cross-encoder when re-ranking). cosine: similarity of question and chunk, which decides &quot;I could not find this&quot;.")
 
 
 def _sources_html(retrieval, answer: str = "") -> str:
