@@ -254,3 +254,19 @@ def test_prompt_injection_in_a_document_stays_data_through_the_api(app_url, tmp_
     hostile = user.index("IGNORE PREVIOUS INSTRUCTIONS")
     opening = user.rfind("<source ", 0, hostile)
     assert 'file="hostile.txt"' in user[opening:hostile] and user.find("</source>", hostile) > hostile
+
+
+def test_source_badges_tell_model_citations_from_lab_evidence():
+    from rag_chunking import Chunk
+    from rag_index import Hit
+    from rag_pipeline import Retrieval
+
+    app = import_app("rag_chat")
+    texts = ["The Storvik lighthouse was built in 1872 by Hanna Berg.", "The museum opened in 1994."]
+    hits = [Hit(Chunk("notes.md", t, 0, len(t)), 1.0, 0.6, 1.0, n) for n, t in enumerate(texts, 1)]
+    retrieval = Retrieval("When was the museum opened?", "When was the museum opened?", "", hits, False, 0.0)
+    cited = app._sources_html(retrieval, "It opened in 1994 [2].")
+    assert cited.count(">cited</span>") == 1 and "evidence</span>" not in cited
+    uncited = app._sources_html(retrieval, "The museum opened in 1994.")
+    assert ">cited</span>" not in uncited and uncited.count(">evidence</span>") == 1
+    assert "<mark>The museum opened in 1994.</mark>" in uncited

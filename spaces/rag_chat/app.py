@@ -121,6 +121,8 @@ def rechunk(strategy, size, overlap, context, embedder, session, progress=gr.Pro
 
 
 # ------------------------------------------------------------------ chat
+EVIDENCE_TIP = ("cited: the model cited this source as [n]. evidence: the model did not cite it, but this source "
+                "holds the sentence closest to the answer (highlighted).")
 SCORE_TIP = ("rank score: what the ranking used (cosine for dense, BM25 for keyword, 0.7 z(cosine) + 0.3 z(BM25) for hybrid, the cross-encoder when re-ranking). cosine: similarity of question and chunk, which decides &quot;I could not find this&quot;.")
 
 
@@ -130,7 +132,8 @@ def _sources_html(retrieval, answer: str = "") -> str:
     if not retrieval.hits:
         return "<p class='rag-empty'>No chunks retrieved.</p>"
     ev = dict(ra.evidence(retrieval.question, answer, retrieval.hits)) if answer else {}
-    cited = set(ra.parse_citations(answer, len(retrieval.hits))) | set(ev) if answer else set()
+    by_model = set(ra.parse_citations(answer, len(retrieval.hits))) if answer else set()
+    cited = by_model | set(ev)
     parts = []
     for n, h in enumerate(retrieval.hits, 1):
         c = h.chunk
@@ -139,7 +142,9 @@ def _sources_html(retrieval, answer: str = "") -> str:
             span = (start, start + len(ev[n]))
         else:
             span = ra.supporting_sentence(c.text, "", retrieval.question)
-        badge = " <span class='rag-cited'>cited</span>" if n in cited else ""
+        # "cited": the model put [n] in its answer; "evidence": the lab found the closest sentence here
+        label = "cited" if n in by_model else "evidence"
+        badge = f" <span class='rag-cited' title='{EVIDENCE_TIP}'>{label}</span>" if n in cited else ""
         opened = " open" if (n in cited or (not cited and n == 1)) else ""
         parts.append(
             f"<details class='rag-src' id='rag-src-{n}'{opened}><summary><b>[{n}]</b> {html.escape(c.doc)} · "
