@@ -68,6 +68,7 @@ def process_rss() -> int:
 class Footprint:
     rss_bytes: int = 0  # change in this process's resident memory
     device_bytes: int = 0  # change in CUDA memory allocated (0 on CPU)
+    rss_before: int = 0  # the baseline, to measure growth later (e.g. after first use)
 
 
 class measure_footprint:
@@ -81,6 +82,7 @@ class measure_footprint:
         _return_free_memory()  # freed-but-resident heap pages would otherwise hide new allocations
         self.result = Footprint()
         self._rss = process_rss()
+        self.result.rss_before = self._rss
         self._cuda = _cuda_allocated()
         return self.result
 

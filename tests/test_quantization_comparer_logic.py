@@ -177,6 +177,7 @@ def test_smollm2_measured_matches_estimate_with_quality():
         assert abs(r["error_pct"]) < 5
         assert r["perplexity"] > 1 and r["ms_per_token"] > 0 and r["load_s"] > 0
         assert len(r["continuation_ids"]) == 6 and r["perplexity_tokens"] == 64
+        assert isinstance(r["rss_after_use_bytes"], int) and isinstance(r["rss_delta_bytes"], int)
     assert nf4["quant_state_bytes"] > 0 and fp32["quant_state_bytes"] == 0
     assert nf4["measured_bytes"] < 0.25 * fp32["measured_bytes"]  # more than fp32 / 8: embeddings stay 16-bit
     assert nf4["measured_bytes"] > fp32["measured_bytes"] / 8

@@ -93,12 +93,12 @@ def _measure_views(data: dict):
     for prec, r in data["results"].items():
         if "error" in r:
             rows.append({"precision": prec, "estimated": fmt_bytes(r["estimated_bytes"]), "measured": "-",
-                         "error %": None, "naive error %": None, "RSS delta": "-", "load s": None, "ms / token": None,
+                         "error %": None, "naive error %": None, "RSS delta load → use": "-", "load s": None, "ms / token": None,
                          "perplexity": None, "how": r["error"]})
             continue
         rows.append({"precision": prec, "estimated": fmt_bytes(r["estimated_bytes"]),
                      "measured": fmt_bytes(r["measured_bytes"]), "error %": r["error_pct"],
-                     "naive error %": r["naive_error_pct"], "RSS delta": fmt_bytes(r["rss_delta_bytes"]),
+                     "naive error %": r["naive_error_pct"], "RSS delta load → use": f"{fmt_bytes(r['rss_delta_bytes'])} → {fmt_bytes(r['rss_after_use_bytes'])}",
                      "load s": r["load_s"], "ms / token": r["ms_per_token"], "perplexity": r.get("perplexity"),
                      "how": f"estimate: {r['estimate_formula']} · measured: {r['measured_formula']} · "
                             f"speed: {r['speed_formula']}"})
@@ -198,7 +198,9 @@ def build_demo() -> gr.Blocks:
                                         height=320, x_label_angle=-30)
                 meas_table = gr.Dataframe(label="Estimated vs measured (error % = (estimate - measured) / measured; "
                                                 "measured = the loaded tensors + quantization state; RSS delta = "
-                                                "process growth, which also keeps allocator leftovers of loading)",
+                                                "process growth after loading → after the quality runs: an fp32 "
+                                                "checkpoint stays memory-mapped until used, quantizing leaves "
+                                                "allocator leftovers)",
                                           wrap=True, column_widths=["9%", "9%", "9%", "7%", "7%", "8%", "6%", "7%",
                                                                     "9%", "29%"], max_height=1200)
                 meas_quality = gr.Markdown()

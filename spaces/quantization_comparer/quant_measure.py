@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from quant_configs import ModelRef, reference_text, resolve_model, weights_available
 from quant_estimate import BUILD_LOCK, PRECISIONS, QUANTIZED, count_config, machine_ram, weight_bytes
-from shared.memory import fmt_bytes, measure_footprint, param_bytes
+from shared.memory import fmt_bytes, measure_footprint, param_bytes, process_rss
 from shared.models import ModelUnavailable
 
 PROMPT = "The most useful thing to know about lighthouses is"
@@ -317,6 +317,9 @@ def _measure(model_name, precisions, progress, device, new_tokens, reference_tok
             row.update(perplexity=None, continuation=None, ms_per_token=round(1000 * secs / max(n_tok, 1), 3),
                        speed_formula=f"one encoder forward pass over {n_tok} tokens took {secs:.3f} s / {n_tok}",
                        generation="not applicable: " + ref.name + " is an encoder (no next-token head).")
+        # Weights loaded from safetensors can stay memory-mapped until first touched, so the RSS
+        # delta right after loading can be far below the model's size; after use it is not.
+        row["rss_after_use_bytes"] = int(process_rss() - fp.rss_before)
         results[prec] = row
         del model
         _free()
