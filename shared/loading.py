@@ -8,6 +8,7 @@ from typing import Any
 
 from shared import embedded
 from shared.device import pick_device, pick_dtype
+from shared.imports import transformers_ready
 from shared.models import Choice, ModelUnavailable, resolve
 
 
@@ -54,6 +55,7 @@ def load_causal_lm(requested: str | None = None, fallback: bool = True, device: 
 
 
 def _load_causal(choice: Choice, device: str, dtype):
+    transformers_ready()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from shared.imports import transformers_ready
+
 MAX_NEW_TOKENS = 256  # CPU-friendly ceiling; asking for more is clamped with a note
 MAX_BEAMS = 8
 MAX_PROMPT_TOKENS = 1024  # prompt tokens kept (the end of the prompt) before generation
@@ -176,6 +178,7 @@ def processors(strategy: Strategy) -> list[tuple[str, object]]:
     """(stage label, LogitsProcessor) in the order GenerationMixin._get_logits_processor (transformers
     5.23) appends them: repetition penalty, no-repeat n-gram, then - for sampling only - temperature,
     top-k, top-p, min-p, typical. For beam search they act on log-probabilities, as in generate."""
+    transformers_ready()
     from transformers import (MinPLogitsWarper, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
                               TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper)
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from ner_align import STRATEGIES, aggregate, classify_pieces
 
+from shared.imports import transformers_ready
+
 MAX_CHARS = 100_000  # per request; longer text gets a clear message (split it), never a silent cut
 
 # spaCy's OntoNotes labels -> the coarse CoNLL-style scheme (None: not a named entity here).
@@ -221,6 +223,7 @@ def student_folder():
         if (target / "config.json").exists():
             return target
         from peft import PeftModel
+        transformers_ready()
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
         _quiet_transformers()
@@ -282,6 +285,7 @@ def _quiet_transformers():
 
 
 def _load_token_classifier(where: str, offline: bool):
+    transformers_ready()
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     _quiet_transformers()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import hub
+from shared.imports import transformers_ready
 from shared.models import ModelUnavailable, valid_repo_id
 from shared.paths import ASSETS
 
@@ -70,6 +71,7 @@ def _shipped_by_hub_id(text: str) -> str | None:
 
 
 def _config_from_dict(data: dict):
+    transformers_ready()
     from transformers import AutoConfig
 
     data = {k: v for k, v in data.items() if k != "_name_or_path"}
@@ -79,6 +81,7 @@ def _config_from_dict(data: dict):
 def _kind(config) -> str:
     """"causal" or "encoder". BERT configs also map to a causal class (BertLMHeadModel), so the
     config's `architectures` decide first."""
+    transformers_ready()
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 
     archs = getattr(config, "architectures", None) or []
@@ -104,6 +107,7 @@ def clean_name(name) -> str:
 @functools.lru_cache(maxsize=64)
 def resolve_model(name: str) -> ModelRef:
     """The ModelRef for a picker name, a shipped config name or a Hub id (raises ModelUnavailable)."""
+    transformers_ready()
     from transformers import AutoConfig
 
     text = clean_name(name)

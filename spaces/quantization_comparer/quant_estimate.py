@@ -10,6 +10,7 @@ import math
 import threading
 from dataclasses import dataclass
 
+from shared.imports import transformers_ready
 from shared.memory import fmt_bytes, kv_cache_bytes
 
 PRECISIONS = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq"]
@@ -80,6 +81,7 @@ def _count_cached(config_json: str, causal: bool) -> Counts:
 
     import torch.nn as nn
     from accelerate import init_empty_weights
+    transformers_ready()
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, MODEL_FOR_CAUSAL_LM_MAPPING
     from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import get_keys_to_not_convert

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from quant_configs import ModelRef, reference_text, resolve_model, weights_available
 from quant_estimate import BUILD_LOCK, PRECISIONS, QUANTIZED, count_config, machine_ram, weight_bytes
+from shared.imports import transformers_ready
 from shared.memory import fmt_bytes, measure_footprint, param_bytes, process_rss
 from shared.models import ModelUnavailable
 
@@ -75,6 +76,7 @@ def _quiet():
 
 def load_kwargs(precision: str, device: str) -> dict:
     import torch
+    transformers_ready()
     from transformers import BitsAndBytesConfig
 
     if precision in ("fp32", "fp16", "bf16"):
@@ -95,6 +97,7 @@ def load_kwargs(precision: str, device: str) -> dict:
 
 def load_at(ref: ModelRef, precision: str, device: str, source: str):
     """The model loaded at `precision` (and not moved afterwards: bnb places its own weights)."""
+    transformers_ready()
     from transformers import AutoModel, AutoModelForCausalLM
 
     _quiet()
@@ -141,6 +144,7 @@ def quant_state_bytes(model) -> int:
 
 
 def _tokenizer(ref: ModelRef, source: str):
+    transformers_ready()
     from transformers import AutoTokenizer
 
     where = str(ref.folder) if ref.folder is not None else ref.hub_id

@@ -4,6 +4,8 @@ on a GPU, any OpenAI-compatible endpoint (vLLM, TGI, Ollama, ...) by URL, or no 
 import threading
 from collections.abc import Iterator
 
+from shared.imports import transformers_ready
+
 MAX_NEW_TOKENS = 120  # SmolLM2-135M writes ~24 tokens/s on a laptop CPU: keep answers short
 
 EXTRACTIVE = "Extractive (no LLM: quotes the best sentences)"
@@ -55,6 +57,7 @@ class LocalGenerator:
 
     def stream(self, messages, max_new_tokens: int = MAX_NEW_TOKENS, stop_event=None) -> Iterator[str]:
         import torch
+        transformers_ready()
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         model, tok = self.loaded.model, self.loaded.tokenizer
