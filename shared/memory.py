@@ -79,21 +79,19 @@ class measure_footprint:
 
     def __enter__(self) -> Footprint:
         gc.collect()
-        _return_free_memory()  # freed-but-resident heap pages would otherwise hide new allocations
-        self.result = Footprint()
-        self._rss = process_rss()
-        self.result.rss_before = self._rss
+        return_free_memory()  # freed-but-resident heap pages would otherwise hide new allocations
+        self.result = Footprint(rss_before=process_rss())
         self._cuda = _cuda_allocated()
         return self.result
 
     def __exit__(self, *exc):
         gc.collect()
-        self.result.rss_bytes = process_rss() - self._rss
+        self.result.rss_bytes = process_rss() - self.result.rss_before
         self.result.device_bytes = _cuda_allocated() - self._cuda
         return False
 
 
-def _return_free_memory() -> None:
+def return_free_memory() -> None:
     """Ask glibc to give freed heap pages back to the OS (no-op elsewhere), so the RSS baseline
     does not include memory a later allocation would silently reuse."""
     try:

@@ -16,7 +16,7 @@ import shared.bootstrap
 import quant_configs as qc, quant_estimate as qe, quant_measure as qm
 barrier, errors = threading.Barrier(4), []
 jobs = [lambda: qc.resolve_model(qc.SMOLLM2), lambda: qe.estimate(qc.resolve_model(qc.MINILM), 2048, 1),
-        lambda: qm.load_kwargs("nf4", "cpu"), lambda: qc._kind(qc._config_from_dict({"model_type": "gpt2"}))]
+        lambda: qm.load_kwargs("nf4", "cpu"), lambda: qc.resolve_model("gpt2")]
 def run(job):
     barrier.wait()
     try:

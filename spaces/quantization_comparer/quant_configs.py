@@ -71,7 +71,6 @@ def _shipped_by_hub_id(text: str) -> str | None:
 
 
 def _config_from_dict(data: dict):
-    transformers_ready()
     from transformers import AutoConfig
 
     data = {k: v for k, v in data.items() if k != "_name_or_path"}
@@ -81,7 +80,6 @@ def _config_from_dict(data: dict):
 def _kind(config) -> str:
     """"causal" or "encoder". BERT configs also map to a causal class (BertLMHeadModel), so the
     config's `architectures` decide first."""
-    transformers_ready()
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 
     archs = getattr(config, "architectures", None) or []

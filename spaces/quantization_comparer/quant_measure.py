@@ -3,7 +3,6 @@ perplexity on a fixed text and the greedy continuation of a fixed prompt.
 
 One measurement at a time per process (a lock; a second caller gets MeasurementBusy at once),
 and each model is freed before the next one is loaded. No gradio here."""
-import ctypes
 import difflib
 import gc
 import logging
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from quant_configs import ModelRef, reference_text, resolve_model, weights_available
 from quant_estimate import BUILD_LOCK, PRECISIONS, QUANTIZED, count_config, machine_ram, weight_bytes
 from shared.imports import transformers_ready
-from shared.memory import fmt_bytes, measure_footprint, param_bytes, process_rss
+from shared.memory import fmt_bytes, measure_footprint, param_bytes, process_rss, return_free_memory
 from shared.models import ModelUnavailable
 
 PROMPT = "The most useful thing to know about lighthouses is"
@@ -213,10 +212,7 @@ def _free(model=None):
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    try:  # glibc keeps freed pages; give them back so the next RSS delta starts clean
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
+    return_free_memory()  # so the next RSS delta starts clean
 
 
 @dataclass

@@ -148,17 +148,17 @@ class RagIndex:
         b_ids = top_k(bm, depth)
         b_ids = b_ids[bm[b_ids] > 0]
         bm25_rank = {int(i): r for r, i in enumerate(b_ids)}
+        cos = {int(i): float(s) for i, s in zip(d_ids, d_scores)}  # FAISS's scores are the cosines
         if mode == "dense":
-            ranked = [(int(i), float(s)) for i, s in zip(d_ids, d_scores)]
+            ranked = list(cos.items())
         elif mode == "bm25":
             ranked = [(int(i), float(bm[i])) for i in b_ids]
         else:
-            ranked = self._hybrid(qvec, d_ids, bm, b_ids, dense_rank)
+            ranked = self._hybrid(qvec, cos, bm, b_ids, dense_rank)
         ranked = ranked[:depth if reranker else k]
-        ids = [i for i, _ in ranked]
-        cos = self._cosines(qvec, ids)
-        hits = [Hit(self.chunks[i], s, float(c), float(bm[i]), 0, dense_rank.get(i), bm25_rank.get(i))
-                for (i, s), c in zip(ranked, cos)]
+        self._add_cosines(qvec, cos, [i for i, _ in ranked])
+        hits = [Hit(self.chunks[i], s, cos[i], float(bm[i]), 0, dense_rank.get(i), bm25_rank.get(i))
+                for i, s in ranked]
         if reranker is not None and hits:
             scores = reranker.predict([(query, h.chunk.embed_text) for h in hits])
             for h, s in zip(hits, scores):
@@ -170,24 +170,24 @@ class RagIndex:
             h.rank = r + 1
         return hits
 
-    def _hybrid(self, qvec, d_ids, bm, b_ids, dense_rank) -> list[tuple[int, float]]:
+    def _hybrid(self, qvec, cos, bm, b_ids, dense_rank) -> list[tuple[int, float]]:
         """0.7 z(cosine) + 0.3 z(BM25) over the union of both candidate lists; z uses the mean
         and standard deviation over ALL chunks (exact for dense from the moments, direct for BM25)."""
         q = np.asarray(qvec, dtype=np.float32).ravel()
         mu = float(self._mean @ q)
         sd = float(np.sqrt(max(float(q @ self._second @ q) - mu * mu, 0.0))) or 1.0
         b_mu, b_sd = float(bm.mean()), float(bm.std()) or 1.0
-        ids = list(dict.fromkeys([int(i) for i in d_ids] + [int(i) for i in b_ids]))
-        cos = self._cosines(q, ids)
+        self._add_cosines(q, cos, [int(i) for i in b_ids])
         fused = [(i, DENSE_WEIGHT * (c - mu) / sd + (1 - DENSE_WEIGHT) * (float(bm[i]) - b_mu) / b_sd)
-                 for i, c in zip(ids, cos)]
+                 for i, c in cos.items()]
         return sorted(fused, key=lambda kv: (-kv[1], dense_rank.get(kv[0], 1e9)))
 
-    def _cosines(self, qvec, ids) -> np.ndarray:
-        if not ids:
-            return np.zeros(0, dtype=np.float32)
-        vecs = self.faiss.reconstruct_batch(np.asarray(ids, dtype=np.int64))
-        return vecs @ np.asarray(qvec, dtype=np.float32).ravel()
+    def _add_cosines(self, qvec, cos: dict, ids) -> None:
+        """Fill in cos[i] for the ids the dense search did not return (BM25-only candidates)."""
+        missing = [i for i in ids if i not in cos]
+        if missing:
+            vecs = self.faiss.reconstruct_batch(np.asarray(missing, dtype=np.int64))
+            cos.update(zip(missing, (vecs @ np.asarray(qvec, dtype=np.float32).ravel()).tolist()))
 
 
 # ------------------------------------------------------------------ embedding
