@@ -107,6 +107,20 @@ def test_tidy_span_drops_articles_possessives_and_punctuation():
     assert ner_models.strip_trailing_lowercase(t, 0, len(t)) == (0, len(t))
 
 
+def test_census_names_and_head_nouns_say_a_type():
+    gazetteer = ner_models.load_gazetteer()
+    assert ner_models.looks_like_person(["Veronica"], gazetteer)
+    assert ner_models.looks_like_person(["Lincoln", "Burrows"], gazetteer)
+    assert not ner_models.looks_like_person(["Georgia"], gazetteer)  # a place in the gazetteer
+    assert not ner_models.looks_like_person(["Goldman", "Sachs"], gazetteer)  # no given name first
+    assert not ner_models.looks_like_person([], gazetteer)
+    assert ner_models.head_type("University of Balochistan".split()) == "ORG"
+    assert ner_models.head_type("Academy Award for Best Production Design".split()) == "MISC"
+    assert ner_models.head_type("Puerto Rico Trench".split()) == "LOC"
+    assert ner_models.head_type("Angela Merkel".split()) is None
+    assert ner_models.head_type([]) is None
+
+
 def test_check_text_messages():
     assert ner_models.check_text("") == ""
     for bad in (None, b"bytes", 12):
@@ -144,7 +158,7 @@ def test_resolve_annotations_and_seqeval_scores():
 def test_gold_set_is_consistent():
     gold = ner_eval.load_gold()
     assert len(gold) >= 250
-    assert {g["split"] for g in gold} == {"dev", "test"}
+    assert {g["split"] for g in gold} == {"dev", "test", "fresh"}
     n = 0
     for g in gold:
         for e in g["entities"]:
