@@ -53,12 +53,14 @@ def quality(pairs, files):
         ("sentence 600/120 + context, hybrid", Settings(strategy="sentence")),
         ("fixed 1000/200, hybrid", Settings(strategy="fixed", size=1000, overlap=200, context=False)),
         ("lab chunks, hybrid by reciprocal-rank fusion (the previous default)", "rrf"),
+        ("lab default, all questions asked in turn in one session (as through /ask)", "conversation"),
     ]
     cache = {}
     for label, settings in configs:
-        if settings == "rrf":
+        if settings in ("rrf", "conversation"):
             s = sessions[configs[1][0]]
-            rows.append((label, len(s.chunks), score(rrf_ranks(s, pairs))))
+            ranks = rrf_ranks(s, pairs) if settings == "rrf" else conversation_ranks(s, pairs)
+            rows.append((label, len(s.chunks), score(ranks)))
             continue
         s = RagSession(settings)
         s._vectors = cache
@@ -67,6 +69,18 @@ def quality(pairs, files):
         rows.append((label, len(s.chunks), metrics))
         sessions[label] = s
     return rows, sessions
+
+
+def conversation_ranks(session, pairs):
+    """The questions asked one after another in ONE session, as a client of /ask would: each goes
+    through the follow-up check (and rewrite) and is remembered. Rank of the first hit per question."""
+    ranks = []
+    for question, expected in pairs:
+        retrieval = session.retrieve(question)
+        ranks.append(next((h.rank for h in retrieval.hits if is_hit(h.chunk, expected)), None))
+        session.remember(retrieval, "(answer)")
+    session.history.clear()
+    return ranks
 
 
 def rrf_ranks(session, pairs, k=5, depth=50, rrf_k=60):

@@ -286,6 +286,31 @@ def test_weak_retrieval_and_rewrite():
     assert ra.rewrite_question("Where did he die?", [])[0] == "Where did he die?"
 
 
+@pytest.mark.parametrize("question", ["When was it published?", "Where did he die?", "What about his brother?",
+                                      "How old was she when she died?", "Why?", "And the sequel?",
+                                      "Who wrote it?", "Is it still used today?", "What happened after that?"])
+def test_follow_ups_are_rewritten(question):
+    assert ra.is_follow_up(question)
+
+
+@pytest.mark.parametrize("question", [
+    "Does the software come with any guarantee that it works?",  # 'it' = the software
+    "Why did the board say the merger would cut its costs?",
+    "Is there a limit on how many files one upload can hold?",
+    "Which river flows through the capital, and how long is it?",
+    "How many people died in the flood this year?",
+    "What did the 1969 crew leave on the Moon before they took off?",
+    "Are there tools that convert scanned pages into text?",
+])
+def test_questions_that_stand_alone_are_kept(question):
+    """A standalone question asked after another one must not pick up the previous question's
+    words: in one session that cost 0.03-0.06 hit@1 on our evaluation sets."""
+    history = [{"role": "user", "content": "Who founded Aikido?", "query": "Who founded Aikido?", "topic": "Aikido"},
+               {"role": "assistant", "content": "Morihei Ueshiba."}]
+    assert not ra.is_follow_up(question)
+    assert ra.rewrite_question(question, history) == (question, "stands alone: used as is")
+
+
 def test_eval_pairs_and_scores():
     pairs, problems = parse_pairs("question | expected\nWho? | a.txt\nbad line\nWhen? | passage, with comma")
     assert pairs == [("Who?", "a.txt"), ("When?", "passage, with comma")] and len(problems) == 1

@@ -24,7 +24,31 @@ NO_RAG_SYSTEM = "Answer the question in two or three short sentences."
 _FOLLOW_UP = re.compile(
     r"\b(it|its|it's|he|him|his|she|her|hers|they|them|their|theirs|this|that|these|those|there|"
     r"the same|the former|the latter|one|ones)\b", re.I)
+_EXISTENTIAL = re.compile(r"there\s+(?:is|are|was|were|have|has|had)\b|this\s+(?:year|week|month|morning|time)\b", re.I)
 _FOLLOW_START = re.compile(r"^\s*(and|but|also|so|then|what about|how about|what else|why not)\b", re.I)
+
+
+def _not_a_reference(question: str, m: re.Match) -> bool:
+    """'Is there a...', 'there are', 'this year': words on the list that point at nothing said before."""
+    if _EXISTENTIAL.match(question, m.start()):
+        return True
+    return m.group().lower() == "there" and bool(re.search(r"\b(?:is|are|was|were)\s+$", question[:m.start()], re.I))
+
+
+def is_follow_up(question: str) -> bool:
+    """Does the question lean on the conversation? 'When was it published?', 'What about his
+    brother?', 'Why?' do; 'Does the software come with a guarantee that it works?' does not: its
+    pronoun comes after a word of its own it can refer to. Rewriting a question that stands alone
+    only adds the previous question's words and hurts retrieval (bench/results/rag_chat.md)."""
+    if _FOLLOW_START.match(question):
+        return True
+    words = tokenize(question)
+    if len(words) <= 1:
+        return True
+    pronoun = next((m for m in _FOLLOW_UP.finditer(question) if not _not_a_reference(question, m)), None)
+    if pronoun is None:
+        return False
+    return not tokenize(question[:pronoun.start()]) or len(words) <= 2
 
 
 def rewrite_question(question: str, history: list[dict]) -> tuple[str, str]:
@@ -35,9 +59,7 @@ def rewrite_question(question: str, history: list[dict]) -> tuple[str, str]:
     previous = [h for h in history if h.get("role") == "user"]
     if not previous:
         return question, "first question: used as is"
-    words = tokenize(question)
-    follow_up = bool(_FOLLOW_UP.search(question)) or len(words) <= 1 or bool(_FOLLOW_START.match(question))
-    if not follow_up:
+    if not is_follow_up(question):
         return question, "stands alone: used as is"
     last = previous[-1]
     subject = last.get("topic") or ""

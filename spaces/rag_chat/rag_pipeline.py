@@ -31,7 +31,7 @@ class Settings:
     overlap: int = DEFAULTS["overlap"]
     context: bool = DEFAULTS["context"]
     mode: str = "hybrid"
-    top_k: int = 4
+    top_k: int = 5
     rerank: bool = False
     embedder: str = ""  # "" = the embedded MiniLM
     generator: str = ""  # "" = the embedded SmolLM2
