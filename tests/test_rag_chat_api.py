@@ -2,6 +2,7 @@
 through gradio_client (every bad-file case of the issue, 500 files, 10 concurrent isolated
 sessions, prompt injection against a recording endpoint, one real SmolLM2 answer)."""
 import json
+import re
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -44,10 +45,12 @@ def test_sample_corpus_retrieval_and_not_found():
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     from rag_generators import ExtractiveGenerator
 
-    out = session.ask("What is the best recipe for sourdough pizza dough?", ExtractiveGenerator())
+    # (A question about a pizza *recipe* sits right at the threshold: Alchemy.md has recipes.)
+    out = session.ask("How do I change a flat bicycle tyre?", ExtractiveGenerator())
     assert out["answer"] == ra.NOT_FOUND and out["retrieval_weak"]
     out = session.ask("Who wrote Animal Farm?", ExtractiveGenerator())
-    assert out["sources"][0]["source"] == "Animal_Farm.md" and "[1]" in out["answer"]
+    assert out["sources"][0]["source"] == "Animal_Farm.md"
+    assert "Orwell" in out["answer"] and re.search(r"\[[1-5]\]", out["answer"])
     # A follow-up is rewritten with the conversation.
     follow = session.retrieve("When was it published?")
     assert "Animal Farm" in follow.query and follow.hits[0].chunk.doc == "Animal_Farm.md"

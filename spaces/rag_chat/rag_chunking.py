@@ -13,7 +13,7 @@ STRATEGIES = {
     "recursive": "Recursive by structure: sections, then paragraphs, then sentences, then words",
     "fixed": "Fixed size with overlap: every N characters, cut anywhere (the tutorial baseline)",
 }
-DEFAULTS = {"strategy": "recursive", "size": 600, "overlap": 120, "context": True}
+DEFAULTS = {"strategy": "recursive", "size": 1000, "overlap": 200, "context": True}
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co",
            "no", "fig", "al", "approx", "dept", "est", "gen", "gov", "lt", "col", "sgt", "mt", "ft", "u.s",

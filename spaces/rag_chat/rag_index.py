@@ -209,9 +209,13 @@ class Embedder:
                              return_attention_mask=False, return_token_type_ids=False, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int | None = None, progress=None) -> np.ndarray:
         """Normalized float32 embeddings, in slices so a progress bar can move."""
         texts = list(texts)
+        if batch_size is None:
+            # On a CPU, small batches of ~250-token chunks run faster (25 s vs 31 s for 293 chunks
+            # at 16 vs 64 here: less padding and cache pressure); a GPU wants big ones.
+            batch_size = 16 if str(getattr(self.model, "device", "cpu")).startswith("cpu") else 64
         dim = self.model.get_embedding_dimension() or 384
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
