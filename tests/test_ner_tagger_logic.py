@@ -111,6 +111,7 @@ def test_census_names_and_head_nouns_say_a_type():
     gazetteer = ner_models.load_gazetteer()
     assert ner_models.looks_like_person(["Veronica"], gazetteer)
     assert ner_models.looks_like_person(["Lincoln", "Burrows"], gazetteer)
+    assert ner_models.looks_like_person(["Slayton"], gazetteer)  # a census surname alone
     assert not ner_models.looks_like_person(["Georgia"], gazetteer)  # a place in the gazetteer
     assert not ner_models.looks_like_person(["Goldman", "Sachs"], gazetteer)  # no given name first
     assert not ner_models.looks_like_person([], gazetteer)
