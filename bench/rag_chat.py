@@ -79,7 +79,7 @@ def conversation_ranks(session, pairs):
     ranks = []
     for question, expected in pairs:
         retrieval = session.retrieve(question)
-        ranks.append(next((h.rank for h in retrieval.hits if is_hit(h.chunk, expected)), None))
+        ranks.append(first_hit_rank(retrieval.hits, expected))
         session.remember(retrieval, "(answer)")
     session.history.clear()
     return ranks

@@ -404,17 +404,20 @@ def load_lexicon() -> dict[str, dict[str, int]]:
     return _load_once("lexicon", build)
 
 
-def load_gazetteer() -> dict[str, str]:
-    """name -> LOC / MISC from the hand-made assets/ner_tagger/gazetteer.json."""
+def _asset_json(name: str) -> dict:
+    """assets/ner_tagger/<name>, or {} when it is missing (the rules then simply get no vote)."""
     import json
 
     from shared.paths import ASSETS
 
+    path = ASSETS / "ner_tagger" / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def load_gazetteer() -> dict[str, str]:
+    """name -> LOC / MISC from the hand-made assets/ner_tagger/gazetteer.json."""
     def build():
-        path = ASSETS / "ner_tagger" / "gazetteer.json"
-        if not path.exists():
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _asset_json("gazetteer.json")
         return {name: label for label in ("LOC", "MISC") for name in data.get(label, [])}
 
     return _load_once("gazetteer", build)
@@ -422,13 +425,8 @@ def load_gazetteer() -> dict[str, str]:
 
 def load_census_names() -> tuple[frozenset, frozenset]:
     """(given names, surnames) from US Census 1990 lists (assets/ner_tagger/census_names.json)."""
-    import json
-
-    from shared.paths import ASSETS
-
     def build():
-        path = ASSETS / "ner_tagger" / "census_names.json"
-        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        data = _asset_json("census_names.json")
         return frozenset(data.get("given", ())), frozenset(data.get("surnames", ()))
 
     return _load_once("census-names", build)

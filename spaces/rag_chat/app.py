@@ -185,7 +185,7 @@ def _check_question(question: str) -> str | None:
 def _apply(session, mode, top_k, rerank, generator, url, model):
     s = session.settings
     s.mode = mode if mode in MODES else "hybrid"
-    s.top_k = int(top_k or 5)
+    s.top_k = int(top_k or Settings.top_k)
     s.rerank = bool(rerank)
     s.generator, s.endpoint_url, s.endpoint_model = generator or DEFAULT_GENERATOR, url or "", model or ""
 
@@ -400,7 +400,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Accordion("Retrieval and generator", open=True):
                             mode = gr.Radio(MODE_CHOICES, value="hybrid", label="Retrieval")
                             with gr.Row():
-                                top_k = gr.Slider(1, 10, value=5, step=1, label="top-k chunks")
+                                top_k = gr.Slider(1, 10, value=Settings.top_k, step=1, label="top-k chunks")
                                 rerank = gr.Checkbox(False, label="Re-rank (cross-encoder; needs the Hub)")
                             generator = gr.Dropdown(generator_choices(), value=DEFAULT_GENERATOR, label="Generator")
                             with gr.Group(visible=False) as endpoint_box:

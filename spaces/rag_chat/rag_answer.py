@@ -25,6 +25,7 @@ _FOLLOW_UP = re.compile(
     r"\b(it|its|it's|he|him|his|she|her|hers|they|them|their|theirs|this|that|these|those|there|"
     r"the same|the former|the latter|one|ones)\b", re.I)
 _EXISTENTIAL = re.compile(r"there\s+(?:is|are|was|were|have|has|had)\b|this\s+(?:year|week|month|morning|time)\b", re.I)
+_AFTER_BE = re.compile(r"\b(?:is|are|was|were)\s+$", re.I)  # 'is there', 'are there'
 _FOLLOW_START = re.compile(r"^\s*(and|but|also|so|then|what about|how about|what else|why not)\b", re.I)
 
 
@@ -32,7 +33,7 @@ def _not_a_reference(question: str, m: re.Match) -> bool:
     """'Is there a...', 'there are', 'this year': words on the list that point at nothing said before."""
     if _EXISTENTIAL.match(question, m.start()):
         return True
-    return m.group().lower() == "there" and bool(re.search(r"\b(?:is|are|was|were)\s+$", question[:m.start()], re.I))
+    return m.group().lower() == "there" and bool(_AFTER_BE.search(question, 0, m.start()))
 
 
 def is_follow_up(question: str) -> bool:
