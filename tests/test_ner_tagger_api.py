@@ -1,6 +1,7 @@
 """NER tagger lab: the real embedded models (spaCy, the shipped student, the ensemble), the
 /tag and /models API through gradio_client, bad input, the UI's event functions, and one
 browser test with a screenshot."""
+import re
 import sys
 from pathlib import Path
 
@@ -139,6 +140,29 @@ def test_api_hub_model_offline_says_why(client, monkeypatch):
 
 
 # ---------------------------------------------------------------- UI event functions
+def test_first_run_times_loading_apart_from_tagging(app, monkeypatch):
+    """A model's first run in a process loads it; the card says how long loading took, apart from
+    the tagging time, and later runs show only the tagging time."""
+    import time
+
+    import ner_models
+
+    real_tag = ner_models.SPACY.tag
+
+    def slow_first_load(text):  # stands in for a model that is not in memory yet
+        if text == "Loading." and "spaCy" not in app._WARM:
+            time.sleep(app.LOAD_SHOWN_FROM_S + 0.1)
+        return real_tag(text)
+
+    monkeypatch.setattr(app, "_WARM", set())
+    monkeypatch.setattr(ner_models.SPACY, "tag", slow_first_load)
+    quiet = dict(progress=lambda *a, **k: None)
+    first = app.run_models(SENTENCE, ["spaCy"], "max", **quiet)[0]
+    again = app.run_models(SENTENCE, ["spaCy"], "max", **quiet)[0]
+    assert re.search(r"\d+ ms \(first run: \+\d+\.\d s to load\)", first)
+    assert re.search(r"\d+ ms", again) and "to load" not in again
+
+
 def test_ui_flow_tag_correct_score_export(app, tmp_path):
     import gradio as gr
 

@@ -75,7 +75,8 @@ def highlight(text: str, entities: list[dict], diff: set[tuple] = frozenset()) -
     return f'<div class="ner-text">{"".join(out)}</div>{more}'
 
 
-def side_by_side(text: str, results: dict[str, list[dict] | str], timings: dict[str, float] | None = None) -> str:
+def side_by_side(text: str, results: dict[str, list[dict] | str], timings: dict[str, float] | None = None,
+                 loads: dict[str, float] | None = None) -> str:
     """One column per model; `results[name]` is a list of entities or an error message."""
     if not results:
         return STYLE + '<div class="ner-note">Choose at least one model.</div>'
@@ -91,6 +92,8 @@ def side_by_side(text: str, results: dict[str, list[dict] | str], timings: dict[
             meta = f"{len(ents)} entities · {n_diff} disputed"
             if timings and name in timings:
                 meta += f" · {timings[name] * 1000:.0f} ms"
+            if loads and name in loads:
+                meta += f" (first run: +{loads[name]:.1f} s to load)"
         cols.append(f'<div class="ner-col"><h4><span>{html.escape(name)}</span><small>{meta}</small></h4>{body}</div>')
     summary = f'<div class="ner-note">{len(diff)} entity spans are not shared by every model.</div>' if len(results) > 1 else ""
     return STYLE + legend() + summary + f'<div class="ner-grid">{"".join(cols)}</div>'
