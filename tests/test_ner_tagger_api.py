@@ -68,27 +68,27 @@ def test_student_folder_loads_in_a_plain_transformers_pipeline(app):
            [(e["start"], e["end"], e["entity_group"]) for e in ours]
 
 
-def test_best_beats_plain_spacy_on_the_gold_dev_split(app):
+def test_best_beats_plain_spacy_on_the_held_out_test_split(app):
+    """The test split: sentences neither the typer (fitted on dev + fresh) nor anyone tuning the lab
+    learned from."""
     import ner_eval
     import ner_models
 
-    gold = ner_eval.load_gold("dev")[:60]
+    gold = ner_eval.load_gold("test")
     spacy_f1 = ner_eval.score([(g["text"], g["entities"], ner_models.SPACY.tag(g["text"])) for g in gold])["f1"]
     best_f1 = ner_eval.score([(g["text"], g["entities"], ner_models.BEST.tag(g["text"])) for g in gold])["f1"]
-    assert best_f1 > spacy_f1
+    assert best_f1 > spacy_f1 + 0.1
 
 
-def test_best_beats_plain_spacy_on_the_fresh_split(app):
-    """Sentences from five Wikipedia articles nothing else in the lab saw (a TV series' characters,
-    an economy, a language, a constitutional rule, an award): best must not only win where its
-    rules were written."""
-    import ner_eval
+def test_best_says_why_and_falls_back_to_spacy_without_its_typer(app, monkeypatch):
     import ner_models
 
-    gold = ner_eval.load_gold("fresh")
-    spacy_f1 = ner_eval.score([(g["text"], g["entities"], ner_models.SPACY.tag(g["text"])) for g in gold])["f1"]
-    best_f1 = ner_eval.score([(g["text"], g["entities"], ner_models.BEST.tag(g["text"])) for g in gold])["f1"]
-    assert best_f1 > spacy_f1 + 0.05
+    text = "Later, Veronica called her lawyer from the station."
+    [veronica] = ner_models.BEST.tag(text)
+    assert "census name" in veronica["why"] and 0.0 < veronica["score"] <= 1.0
+    monkeypatch.setattr(ner_models, "load_typer", lambda: None)
+    assert [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)] == [("Veronica", "ORG")]
+    assert "typer missing" in ner_models.BEST.status()[1]
 
 
 def test_best_knows_a_given_name_that_spacy_calls_an_organisation(app):

@@ -65,6 +65,8 @@ def highlight(text: str, entities: list[dict], diff: set[tuple] = frozenset()) -
         title = f"{e.get('label', coarse)} → {coarse}"
         if "score" in e:
             title += f" · score {e['score']:.2f}"
+        if e.get("why"):
+            title += f" · why: {e['why']}"
         out.append(f'<mark class="{cls}" style="background:{COLORS.get(coarse, "#eee")};border-color:'
                    f'{BORDERS.get(coarse, "#999")}" title="{html.escape(title)}">{html.escape(shown[s:t])}'
                    f'<span class="ner-tag">{html.escape(coarse)}</span></mark>')

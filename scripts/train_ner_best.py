@@ -1,0 +1,87 @@
+"""Fit the NER tagger lab's "best" typer: the logistic regression that reads each candidate name's
+evidence (spaCy's label, the student's probabilities, the teacher's label counts, US Census names, the
+head noun, the words around it) and picks PER / ORG / LOC / MISC or no entity.
+
+Training rows: every candidate that BestTagger.candidates() proposes on the hand-labelled gold
+sentences of the `dev` and `fresh` splits (assets/ner_tagger/gold_sentences.tsv); its class is the
+gold type of the exact same span, or O. The `test` split is never used here: it stays the held-out
+check (the bench and the lab's "Score on the gold set" button use it).
+
+    python scripts/train_ner_best.py            # about 30 s on 2 CPU cores
+    python scripts/train_ner_best.py --check    # held-out scores only, writes nothing
+
+Writes assets/ner_tagger/best_typer.json (a few hundred readable weights). Deterministic: the same
+spaCy, student and gold set give the same file."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
+
+import shared.bootstrap  # noqa: E402,F401
+import ner_eval  # noqa: E402
+import ner_models  # noqa: E402
+import ner_typer  # noqa: E402
+
+TRAIN_SPLITS = ("dev", "fresh")
+
+
+def rows_for(split: str) -> list[dict]:
+    """One record per gold sentence: its text, gold entities and (candidate, features, gold class) rows."""
+    best = ner_models.BEST
+    out = []
+    for g in ner_eval.load_gold(split):
+        text = g["text"]
+        pieces = ner_models.STUDENT.pieces(text) if ner_models.STUDENT.status()[0] else None
+        gold = {(e["start"], e["end"]): e["coarse"] for e in g["entities"]}
+        rows = [(c, best.features(text, c, pieces), gold.get((c["start"], c["end"]), "O"))
+                for c in best.candidates(text, pieces)]
+        out.append({"text": text, "entities": g["entities"], "rows": rows})
+    return out
+
+
+def fit(sentences: list[dict]) -> ner_typer.Typer:
+    return ner_typer.fit([(f, y) for s in sentences for _, f, y in s["rows"]])
+
+
+def f1(typer: ner_typer.Typer, sentences: list[dict]) -> float:
+    pairs = []
+    for s in sentences:
+        text, ents = s["text"], []
+        for c, f, _ in s["rows"]:
+            coarse, _ = typer.predict(f)
+            if coarse != "O":
+                ents.append(ner_models.entity(text, c["start"], c["end"], c["label"], coarse))
+        pairs.append((text, s["entities"], ner_models.BestTagger._consistent_names(text, ents)))
+    return ner_eval.score(pairs)["f1"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="print held-out scores, write nothing")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    data = {split: rows_for(split) for split in ("dev", "fresh", "test")}
+    print("held-out checks (entity-level F1, PER/ORG/LOC):")
+    print(f"  fit on dev         -> fresh {f1(fit(data['dev']), data['fresh']):.3f}")
+    print(f"  fit on fresh       -> dev   {f1(fit(data['fresh']), data['dev']):.3f}")
+    typer = fit([s for split in TRAIN_SPLITS for s in data[split]])
+    print(f"  fit on dev + fresh -> test  {f1(typer, data['test']):.3f}   (the shipped typer)")
+    if args.check:
+        return
+    path = ner_models.typer_path()
+    path.write_text(json.dumps(typer.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    n_rows = sum(len(s["rows"]) for split in TRAIN_SPLITS for s in data[split])
+    print(f"wrote {path.relative_to(ROOT)}: {len(typer.weights)} features x {len(typer.classes)} classes, "
+          f"fitted on {n_rows} candidates")
+
+
+if __name__ == "__main__":
+    main()
