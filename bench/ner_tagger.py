@@ -72,7 +72,7 @@ def main(argv=None):
                 lambda t: ner_models.spacy_doc_entities(ner_models.SPACY.doc(t)), gold),
         measure("plain transformers pipeline, student folder, simple", plain_pipeline(), gold, "baseline"),
         measure("lab `student` (windows, max)", ner_models.STUDENT.tag, gold),
-        measure("lab `best` (spaCy + student + lexicon + gazetteer + rules)", ner_models.BEST.tag, gold),
+        measure("lab `best` (candidates from spaCy + student + gazetteer, typed by the fitted typer)", ner_models.BEST.tag, gold),
     ]
     if ner_models.BERT.status()[0]:
         rows.append(measure("bert-base-NER (Hub)", ner_models.BERT.tag, gold))
