@@ -1,5 +1,5 @@
-"""Fit the NER tagger lab's "best" typer: the logistic regression that reads each candidate name's
-evidence (spaCy's label, the student's probabilities, the teacher's label counts, US Census names, the
+"""Fit the NER tagger lab's "best" typer: the logistic regression that starts from the type each
+candidate name's finder proposed and reads its evidence (spaCy's label, the student's probabilities, the teacher's label counts, US Census names, the
 head noun, the words around it) and picks PER / ORG / LOC / MISC or no entity.
 
 Training rows: every candidate that BestTagger.candidates() proposes on the hand-labelled gold
@@ -32,29 +32,30 @@ TRAIN_SPLITS = ("dev", "fresh")
 
 
 def rows_for(split: str) -> list[dict]:
-    """One record per gold sentence: its text, gold entities and (candidate, features, gold class) rows."""
+    """One record per gold sentence: its text, gold entities and (candidate, features, proposed class,
+    gold class) rows."""
     best = ner_models.BEST
     out = []
     for g in ner_eval.load_gold(split):
         text = g["text"]
         pieces = ner_models.STUDENT.pieces(text) if ner_models.STUDENT.status()[0] else None
         gold = {(e["start"], e["end"]): e["coarse"] for e in g["entities"]}
-        rows = [(c, best.features(text, c, pieces), gold.get((c["start"], c["end"]), "O"))
+        rows = [(c, best.features(text, c, pieces), best.proposed(c), gold.get((c["start"], c["end"]), "O"))
                 for c in best.candidates(text, pieces)]
         out.append({"text": text, "entities": g["entities"], "rows": rows})
     return out
 
 
 def fit(sentences: list[dict]) -> ner_typer.Typer:
-    return ner_typer.fit([(f, y) for s in sentences for _, f, y in s["rows"]])
+    return ner_typer.fit([(f, p, y) for s in sentences for _, f, p, y in s["rows"]])
 
 
 def f1(typer: ner_typer.Typer, sentences: list[dict]) -> float:
     pairs = []
     for s in sentences:
         text, ents = s["text"], []
-        for c, f, _ in s["rows"]:
-            coarse, _ = typer.predict(f)
+        for c, f, p, _ in s["rows"]:
+            coarse, _ = typer.predict(f, p)
             if coarse != "O":
                 ents.append(ner_models.entity(text, c["start"], c["end"], c["label"], coarse))
         pairs.append((text, s["entities"], ner_models.BestTagger._consistent_names(text, ents)))
@@ -81,7 +82,7 @@ def main(argv=None):
     path.write_text(json.dumps(typer.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     n_rows = sum(len(s["rows"]) for split in TRAIN_SPLITS for s in data[split])
     print(f"wrote {path.relative_to(ROOT)}: {len(typer.weights)} features x {len(typer.classes)} classes, "
-          f"fitted on {n_rows} candidates")
+          f"trust in the finder's type {typer.trust:.2f}, fitted on {n_rows} candidates")
 
 
 if __name__ == "__main__":

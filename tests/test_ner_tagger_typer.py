@@ -14,33 +14,43 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import ner_models  # noqa: E402
 import ner_typer  # noqa: E402
 
-# Evidence as BestTagger names it: spaCy's label, census name, head noun. Rows are made up so that
-# each class has one clear cue; the typer must learn the cue, not the row.
-ROWS = ([({"sp=PERSON": 1.0, "census": 1.0}, "PER")] * 8 + [({"sp=ORG": 1.0, "head_ORG": 1.0}, "ORG")] * 8
-        + [({"sp=GPE": 1.0}, "LOC")] * 8 + [({"sp=ORG": 1.0, "prev=chief": 1.0}, "O")] * 6
-        + [({"sp=ORG": 1.0, "census": 1.0}, "PER")] * 4 + [({"rare": 1.0}, "LOC")])
+# Evidence as BestTagger names it: spaCy's label, census name, head noun; the finder's proposed type.
+# Rows are made up so that each class has one clear cue; the typer must learn the cue, not the row.
+ROWS = ([({"sp=PERSON": 1.0, "census": 1.0}, "PER", "PER")] * 8
+        + [({"sp=ORG": 1.0, "head_ORG": 1.0}, "ORG", "ORG")] * 8
+        + [({"sp=GPE": 1.0}, "LOC", "LOC")] * 8
+        + [({"sp=ORG": 1.0, "prev=chief": 1.0}, "ORG", "O")] * 6
+        + [({"sp=ORG": 1.0, "census": 1.0}, "ORG", "PER")] * 4
+        + [({"sp=GPE": 1.0, "prev=in": 1.0}, "LOC", "LOC")] * 3 + [({"rare": 1.0}, "LOC", "LOC")])
 
 
 def test_fit_learns_each_cue_and_explains_it():
     typer = ner_typer.fit(ROWS)
     assert set(typer.classes) == {"O", "PER", "ORG", "LOC"}
-    assert typer.predict({"sp=PERSON": 1.0, "census": 1.0})[0] == "PER"
-    assert typer.predict({"sp=GPE": 1.0})[0] == "LOC"
-    assert typer.predict({"sp=ORG": 1.0, "head_ORG": 1.0})[0] == "ORG"
-    assert typer.predict({"sp=ORG": 1.0, "census": 1.0})[0] == "PER"  # the census name outvotes spaCy
-    cls, prob = typer.predict({"sp=ORG": 1.0, "census": 1.0})
-    assert 0.25 < prob <= 1.0
-    assert typer.why({"sp=ORG": 1.0, "census": 1.0}, "PER")[0][0] == "census"
+    assert typer.predict({"sp=PERSON": 1.0, "census": 1.0}, "PER")[0] == "PER"
+    assert typer.predict({"sp=GPE": 1.0}, "LOC")[0] == "LOC"
+    assert typer.predict({"sp=ORG": 1.0, "head_ORG": 1.0}, "ORG")[0] == "ORG"
+    assert typer.predict({"sp=ORG": 1.0, "prev=chief": 1.0}, "ORG")[0] == "O"  # dropped: not a name
+    cls, prob = typer.predict({"sp=ORG": 1.0, "census": 1.0}, "ORG")
+    assert cls == "PER" and 0.25 < prob <= 1.0  # the census name outvotes spaCy's ORG
+    assert typer.why({"sp=ORG": 1.0, "census": 1.0}, "PER", "ORG")[0][0] == "census"
     assert "rare" not in typer.weights  # seen once: left out (min_count=2)
-    assert typer.predict({"never-seen": 1.0})[0] in typer.classes  # unknown evidence is simply ignored
+
+
+def test_with_no_evidence_the_finders_type_stands():
+    typer = ner_typer.fit(ROWS)
+    assert typer.trust > 0
+    for proposed in ("PER", "ORG", "LOC"):
+        assert typer.predict({"never-seen": 1.0}, proposed)[0] == proposed
+    assert ("proposed", typer.trust) in typer.why({}, "LOC", "LOC")
 
 
 def test_scores_are_the_sum_of_the_contributions():
     typer = ner_typer.fit(ROWS)
     feats = {"sp=ORG": 1.0, "head_ORG": 1.0, "census": 0.5}
-    scores = typer.scores(feats)
+    scores = typer.scores(feats, "ORG")
     for c in typer.classes:
-        assert scores[c] == pytest.approx(typer.intercept[c] + sum(
+        assert scores[c] == pytest.approx((typer.trust if c == "ORG" else 0.0) + sum(
             v * typer.weights.get(n, {}).get(c, 0.0) for n, v in feats.items()))
 
 
@@ -50,13 +60,13 @@ def test_json_round_trip_and_missing_file(tmp_path):
     path.write_text(json.dumps(typer.to_json()), encoding="utf-8")
     again = ner_typer.Typer.load(path)
     feats = {"sp=ORG": 1.0, "census": 1.0}
-    assert again.predict(feats) == typer.predict(feats)
+    assert again.predict(feats, "ORG") == typer.predict(feats, "ORG")
     assert ner_typer.Typer.load(tmp_path / "missing.json") is None
 
 
 def test_fit_needs_three_classes():
     with pytest.raises(ValueError, match="three classes"):
-        ner_typer.fit([({"a": 1.0}, "PER"), ({"a": 1.0}, "O")] * 3)
+        ner_typer.fit([({"a": 1.0}, "PER", "PER"), ({"a": 1.0}, "PER", "O")] * 3)
 
 
 def test_why_text_reads_like_words():
@@ -87,6 +97,7 @@ def test_shipped_typer_is_what_the_script_fits():
     assert shipped is not None, "assets/ner_tagger/best_typer.json is missing: run scripts/train_ner_best.py"
     refit = train_ner_best.fit([s for split in train_ner_best.TRAIN_SPLITS for s in train_ner_best.rows_for(split)])
     assert set(refit.weights) == set(shipped.weights)
+    assert refit.trust == pytest.approx(shipped.trust, abs=2e-3)
     for name, ws in shipped.weights.items():
         for c, w in ws.items():
             assert refit.weights[name][c] == pytest.approx(w, abs=2e-3), (name, c)

@@ -472,12 +472,16 @@ _PARTICLES = {"bin", "al", "de", "van", "von", "der", "da", "di", "la", "le", "d
               "el", "y", "of", "and", "for", "the"}
 
 
+_CONNECTORS = {"of", "and", "for", "the", "or", "in", "at", "to"}
+
+
 def strip_trailing_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
-    """'Hunan province' -> 'Hunan': a name does not end in a common lowercase word."""
+    """'Hunan province' -> 'Hunan', 'University of Balochistan and' -> 'University of Balochistan': a name
+    does not end in a common lowercase word (a name particle like 'bin' or 'van' stays)."""
     while True:
         span = text[start:end]
         m = re.search(r"\s+([a-z][a-z\-]*)$", span)
-        if not m or m.group(1) in _PARTICLES or not has_capital(span[:m.start()]):
+        if not m or not has_capital(span[:m.start()]) or (m.group(1) in _PARTICLES and m.group(1) not in _CONNECTORS):
             return start, end
         end = start + m.start()
 
@@ -534,8 +538,8 @@ def why_text(name: str) -> str:
 class BestTagger(Tagger):
     """The lab's best offline tagger. Candidates: spaCy's spans (tidied), then spans only the student
     finds, then gazetteer names. A small logistic regression (ner_typer, fitted on the gold set's dev
-    and fresh splits by scripts/train_ner_best.py) reads each candidate's evidence and picks its type
-    or drops it; then one name = one type within a text."""
+    and fresh splits by scripts/train_ner_best.py) starts from the type the finder proposed, reads the
+    candidate's evidence and keeps, changes or drops it; then one name = one type within a text."""
     key = "best"
     info = ModelInfo("best", "ensemble", "PER / ORG / LOC / MISC",
                      "Offline ensemble: candidate names from spaCy (tidied: no articles, possessives or trailing "
@@ -562,12 +566,14 @@ class BestTagger(Tagger):
         typer = load_typer()
         out = []
         for cand in self.candidates(text, pieces):
+            proposed = self.proposed(cand)
             if typer is None:
-                coarse, prob, why = COARSE.get(cand["label"], cand["label"]), None, ""
+                coarse, prob, why = proposed, None, ""
             else:
                 feats = self.features(text, cand, pieces)
-                coarse, prob = typer.predict(feats)
-                why = ", ".join(why_text(n) for n, _ in typer.why(feats, coarse))
+                coarse, prob = typer.predict(feats, proposed)
+                why = ", ".join(f"{cand['source']} said {proposed}" if n == "proposed" else why_text(n)
+                                for n, _ in typer.why(feats, coarse, proposed))
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)
@@ -575,6 +581,11 @@ class BestTagger(Tagger):
                 e["why"] = why
             out.append(e)
         return sorted(self._consistent_names(text, out), key=lambda e: e["start"])
+
+    @staticmethod
+    def proposed(cand: dict) -> str:
+        """The coarse type the candidate's finder gave it."""
+        return COARSE[cand["label"]] if cand["source"] == "spacy" else cand["label"]
 
     def candidates(self, text: str, pieces=None) -> list[dict]:
         """Non-overlapping spans {"start", "end", "source", "label"}: spaCy's first, then the student's,
@@ -589,7 +600,7 @@ class BestTagger(Tagger):
                 out.append({"start": start, "end": end, "source": source, "label": label})
 
         for ent in self.spacy.doc(text).ents:
-            if ent.label_ in COARSE:
+            if COARSE.get(ent.label_):  # not dates, numbers, money
                 start, end = tidy_span(text, ent.start_char, ent.end_char)
                 start, end = strip_trailing_lowercase(text, start, end)
                 add(*tidy_span(text, start, end), "spacy", ent.label_)
