@@ -544,7 +544,7 @@ class BestTagger(Tagger):
     info = ModelInfo("best", "ensemble", "PER / ORG / LOC / MISC",
                      "Offline ensemble: candidate names from spaCy (tidied: no articles, possessives or trailing "
                      "common nouns), the student and a gazetteer; each one's type, or no entity, chosen by a "
-                     "logistic regression over their evidence (spaCy's label, the student's probabilities, the "
+                     "logistic regression that starts from the finder's type and weighs the evidence (spaCy's label, the student's probabilities, the "
                      "teacher's label counts, US Census names, the head noun, the words around it), fitted on "
                      "hand-labelled sentences; then name consistency within the text. Hover an entity for why.")
 
