@@ -80,6 +80,15 @@ def test_best_beats_plain_spacy_on_the_held_out_test_split(app):
     assert best_f1 > spacy_f1 + 0.1
 
 
+def test_best_keeps_a_company_that_is_also_a_surname(app):
+    """'Apple' is a US Census surname; a listed company that is only a surname gets no person vote."""
+    import ner_models
+
+    text = "Apple is looking at buying a U.K. startup for $1 billion, Tim Cook told reporters in Cupertino, California."
+    assert [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)] == [
+        ("Apple", "ORG"), ("U.K.", "LOC"), ("Tim Cook", "PER"), ("Cupertino", "LOC"), ("California", "LOC")]
+
+
 def test_best_says_why_and_falls_back_to_spacy_without_its_typer(app, monkeypatch):
     import ner_models
 

@@ -117,6 +117,8 @@ def test_census_names_and_head_nouns_say_a_type():
     assert not ner_models.looks_like_person(["Georgia"], gazetteer)  # a place in the gazetteer
     assert not ner_models.looks_like_person(["Goldman", "Sachs"], gazetteer)  # no given name first
     assert not ner_models.looks_like_person([], gazetteer)
+    assert not ner_models.looks_like_person(["Apple"], gazetteer)  # a listed company, only a surname
+    assert ner_models.looks_like_person(["Dana"], gazetteer)  # a listed company too, but a given name
     assert ner_models.head_type("University of Balochistan".split()) == "ORG"
     assert ner_models.head_type("Academy Award for Best Production Design".split()) == "MISC"
     assert ner_models.head_type("Puerto Rico Trench".split()) == "LOC"

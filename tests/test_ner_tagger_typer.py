@@ -70,8 +70,9 @@ def test_fit_needs_three_classes():
 
 
 def test_why_text_reads_like_words():
-    assert ner_models.why_text("sp=ORG") == "spaCy ORG"
-    assert ner_models.why_text("mass_PER") == "student PER"
+    assert ner_models.why_text("sp=ORG") == "spaCy label ORG"
+    assert ner_models.why_text("mass_PER") == "student leans PER"
+    assert ner_models.why_text("src=spacy") == "found by spaCy"
     assert ner_models.why_text("prev=in") == "after 'in'"
     assert ner_models.why_text("head_ORG") == "head noun ORG"
     assert ner_models.why_text("census") == "census name"

@@ -433,15 +433,20 @@ def load_census_names() -> tuple[frozenset, frozenset]:
     return _load_once("census-names", build)
 
 
+def load_company_names() -> frozenset:
+    """Companies of 20 stock indices, full and short names (assets/ner_tagger/company_names.json)."""
+    return _load_once("company-names", lambda: frozenset(_asset_json("company_names.json").get("names", ())))
+
+
 def looks_like_person(words: list[str], gazetteer: dict) -> bool:
     """'Veronica', 'Slayton', 'Lincoln Burrows': a known given name or surname alone, or a given
     name followed by a known surname or given name. Places in the gazetteer ('Georgia', 'Jordan')
-    never count. One vote among several: 'Ford' the company keeps its ORG from the other voters."""
+    never count, nor does a listed company that is only a surname ('Apple', 'Honda', 'Siemens')."""
     given, surnames = load_census_names()
     if not words or any(w in gazetteer for w in words):
         return False
     if len(words) == 1:
-        return words[0] in given or words[0] in surnames
+        return words[0] in given or (words[0] in surnames and words[0] not in load_company_names())
     return words[0] in given and (words[-1] in surnames or words[-1] in given)
 
 
@@ -517,18 +522,20 @@ def load_typer():
 _SPACY_LABELS = {"PERSON", "ORG", "GPE", "LOC", "FAC", "NORP", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE",
                  "PRODUCT"}
 _WORD = re.compile(r"[A-Za-z]+")
+_SOURCE_NAME = {"spacy": "spaCy", "student": "student", "gazetteer": "gazetteer"}
 _WHY = {"census": "census name", "after_the": "after 'the'", "poss": "before 's", "allcaps": "all capitals",
         "sent_start": "starts a sentence", "ends_s": "ends in -s"}
 
 
 def why_text(name: str) -> str:
-    """'sp=ORG' -> "spaCy ORG", 'mass_PER' -> "student PER", 'prev=in' -> "after 'in'"."""
+    """'sp=ORG' -> "spaCy label ORG", 'mass_PER' -> "student leans PER", 'prev=in' -> "after 'in'"."""
     kind, _, value = name.partition("=")
     if value:
-        return {"sp": f"spaCy {value}", "student": f"student {value}", "gazetteer": f"gazetteer {value}",
-                "prev": f"after '{value}'", "next": f"before '{value}'", "src": f"found by {value}",
+        return {"sp": f"spaCy label {value}", "student": f"student found {value}",
+                "gazetteer": f"gazetteer {value}", "prev": f"after '{value}'", "next": f"before '{value}'",
+                "src": f"found by {_SOURCE_NAME.get(value, value)}",
                 "nw": f"{value} word(s)"}.get(kind, name)
-    for prefix, say in (("mass_", "student {}"), ("lex_", "teacher's counts {}"), ("gaz_", "gazetteer {}"),
+    for prefix, say in (("mass_", "student leans {}"), ("lex_", "teacher's counts {}"), ("gaz_", "gazetteer {}"),
                         ("head_", "head noun {}")):
         if name.startswith(prefix):
             return say.format(name[len(prefix):])
@@ -544,8 +551,9 @@ class BestTagger(Tagger):
     info = ModelInfo("best", "ensemble", "PER / ORG / LOC / MISC",
                      "Offline ensemble: candidate names from spaCy (tidied: no articles, possessives or trailing "
                      "common nouns), the student and a gazetteer; each one's type, or no entity, chosen by a "
-                     "logistic regression that starts from the finder's type and weighs the evidence (spaCy's label, the student's probabilities, the "
-                     "teacher's label counts, US Census names, the head noun, the words around it), fitted on "
+                     "logistic regression that starts from the finder's type and weighs the evidence (spaCy's "
+                     "label, the student's probabilities, the teacher's label counts, US Census names, the head "
+                     "noun, the words around it), fitted on "
                      "hand-labelled sentences; then name consistency within the text. Hover an entity for why.")
 
     def __init__(self, spacy_tagger: SpacyTagger, student: StudentTagger):
@@ -572,8 +580,8 @@ class BestTagger(Tagger):
             else:
                 feats = self.features(text, cand, pieces)
                 coarse, prob = typer.predict(feats, proposed)
-                why = ", ".join(f"{cand['source']} said {proposed}" if n == "proposed" else why_text(n)
-                                for n, _ in typer.why(feats, coarse, proposed))
+                why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
+                                else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)

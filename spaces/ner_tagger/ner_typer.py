@@ -48,16 +48,12 @@ class Typer:
         return top, 1.0 / z
 
     def why(self, features: dict, cls: str, proposed: str | None = None, n: int = 3) -> list[tuple[str, float]]:
-        """The n pieces of evidence that pushed hardest towards `cls` against the runner-up class;
+        """The n pieces of evidence that added most to `cls`'s score (at least 0.15 each: less is noise);
         the finder's own type counts as the piece named "proposed"."""
-        s = self.scores(features, proposed)
-        rival = max((c for c in self.classes if c != cls), key=s.get)
-        pushes = [(name, value * (self.weights.get(name, {}).get(cls, 0.0) -
-                                  self.weights.get(name, {}).get(rival, 0.0)))
-                  for name, value in features.items()]
-        if proposed in (cls, rival):
-            pushes.append(("proposed", self.trust if proposed == cls else -self.trust))
-        return sorted((p for p in pushes if p[1] > 0), key=lambda p: -p[1])[:n]
+        pushes = [(name, value * self.weights.get(name, {}).get(cls, 0.0)) for name, value in features.items()]
+        if proposed == cls:
+            pushes.append(("proposed", self.trust))
+        return sorted((p for p in pushes if p[1] >= 0.15), key=lambda p: -p[1])[:n]
 
     # ------------------------------------------------------------ store
     def to_json(self) -> dict:

@@ -36,7 +36,7 @@ def legend() -> str:
                     for t in COLORS)
     return (f'<div class="ner-legend">{items}<span><span class="sw" style="outline:2px dashed #dc2626"></span>'
             "models disagree (span or type)</span><span class='ner-note'>hover an entity for the model's own "
-            "label</span></div>")
+            "label (for best: why)</span></div>")
 
 
 def _key(e) -> tuple:
