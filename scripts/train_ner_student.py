@@ -24,7 +24,6 @@ import html
 import json
 import random
 import re
-import subprocess
 import sys
 import time
 import zipfile
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
 
-from shared.paths import ASSETS, cache_dir  # noqa: E402
+from shared.paths import ASSETS, cache_dir, pypi_file  # noqa: E402
 
 GENSIM = "gensim==4.3.3"
 WIKI_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -49,14 +48,8 @@ SEED = 13
 # ---------------------------------------------------------------- raw text
 def gensim_wheel() -> Path:
     """The gensim 4.3.3 wheel in the cache folder (downloaded once, never installed)."""
-    folder = cache_dir("ner_tagger", "gensim")
-    found = sorted(folder.glob("gensim-4.3.3-*.whl"))
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--python-version", "3.11", "--platform", "manylinux_2_17_x86_64",
-                        "-d", str(folder), GENSIM], check=True)
-        found = sorted(folder.glob("gensim-4.3.3-*.whl"))
-    return found[0]
+    return pypi_file(GENSIM, "gensim-4.3.3-*.whl", "--only-binary=:all:", "--python-version", "3.11",
+                     "--platform", "manylinux_2_17_x86_64")
 
 
 def read_member(member: str) -> bytes:

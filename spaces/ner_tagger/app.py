@@ -134,7 +134,7 @@ def subword_view(text, name):
     _, tokenizer = tagger.load()
     by_strategy = {s: aggregate(pieces, s, tokenizer) for s in STRATEGIES}
     n_windows = max((p.windows for p in pieces), default=1)
-    note = (f"{len(pieces)} word pieces" + (f" (the table shows the first 400)" if len(pieces) > 400 else "")
+    note = (f"{len(pieces)} word pieces" + (" (the table shows the first 400)" if len(pieces) > 400 else "")
             + f"; pieces seen by {n_windows} overlapping windows get the mean of their probabilities."
             if pieces else "No word pieces.")
     return pieces_rows(pieces), strategies_table(by_strategy), note

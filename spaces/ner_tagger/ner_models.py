@@ -21,7 +21,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-from ner_align import STRATEGIES, aggregate, classify_pieces
+from ner_align import aggregate, classify_pieces
 
 from shared.imports import transformers_ready
 
