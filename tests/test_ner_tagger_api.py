@@ -80,6 +80,13 @@ def test_best_beats_plain_spacy_on_the_held_out_test_split(app):
     assert best_f1 > spacy_f1 + 0.1
 
 
+def test_typer_weights_table_reads_in_words(app):
+    rows, note = app.typer_weights(n=10)
+    assert len(rows) == 10 and "proposed" in note
+    assert all(isinstance(r[0], str) and "=" not in r[0] and len(r) == 6 for r in rows)
+    assert any(r[0] == "census name" and r[1] > 0 for r in app.typer_weights(n=200)[0])  # a census name leans PER
+
+
 def test_best_keeps_a_company_that_is_also_a_surname(app):
     """'Apple' is a US Census surname; a listed company that is only a surname gets no person vote."""
     import ner_models

@@ -34,7 +34,7 @@ def test_fit_learns_each_cue_and_explains_it():
     cls, prob = typer.predict({"sp=ORG": 1.0, "census": 1.0}, "ORG")
     assert cls == "PER" and 0.25 < prob <= 1.0  # the census name outvotes spaCy's ORG
     assert typer.why({"sp=ORG": 1.0, "census": 1.0}, "PER", "ORG")[0][0] == "census"
-    assert "rare" not in typer.weights  # seen once: left out (min_count=2)
+    assert "rare" not in typer.weights  # seen once: left out (min_count=3)
 
 
 def test_with_no_evidence_the_finders_type_stands():

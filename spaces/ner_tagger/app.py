@@ -233,6 +233,9 @@ def gold_scores(split="test", progress=gr.Progress()):
     return rows
 
 
+TYPER_COLUMNS = ("PER", "ORG", "LOC", "MISC", "O")
+
+
 def training_curve():
     path = ner_models.student_adapter_dir() / "training_report.json"
     if not path.exists():
@@ -263,6 +266,19 @@ def api_tag(text: str, model: str = "best") -> list | dict:
 def api_models() -> list:
     """The model names /tag accepts."""
     return ner_models.model_names()
+
+
+def typer_weights(n: int = 20):
+    """What best's typer learned: the n pieces of evidence with the largest weights, one column per type."""
+    typer = ner_models.load_typer()
+    if typer is None:
+        return None, "No typer: run scripts/train_ner_best.py."
+    strongest = sorted(typer.weights.items(), key=lambda kv: -max(abs(w) for w in kv[1].values()))[:n]
+    rows = [[ner_models.why_text(name)] + [round(ws.get(c, 0.0), 2) for c in TYPER_COLUMNS] for name, ws in strongest]
+    note = (f"Each candidate starts with +{typer.trust:.2f} for the type its finder proposed; then every piece of "
+            f"evidence adds its weight (times its value, 0-1) to each type's score, and the highest score wins "
+            f"(O = not a name). The {n} strongest of {len(typer.weights)} learned weights:")
+    return rows, note
 
 
 # ---------------------------------------------------------------- layout
@@ -328,6 +344,10 @@ def build_demo() -> gr.Blocks:
                 gold_table = gr.Dataframe(headers=["model", "P", "R", "F1", "sentences/s"], interactive=False)
                 curve_note = gr.Markdown()
                 curve = gr.LinePlot(x="step", y="loss", title="Student training loss (smoothed)", height=260)
+                gr.Markdown("**What `best`'s typer learned** (a logistic regression fitted on hand-labelled "
+                            "sentences by scripts/train_ner_best.py)")
+                typer_note = gr.Markdown()
+                typer_table = gr.Dataframe(headers=["evidence", *TYPER_COLUMNS], interactive=False)
 
         go.click(run_models, [text, chosen, strategy], [view, state, table, scores], api_visibility="private")
         text.submit(run_models, [text, chosen, strategy], [view, state, table, scores], api_visibility="private")
@@ -339,6 +359,7 @@ def build_demo() -> gr.Blocks:
         gold_btn.click(gold_scores, None, gold_table, api_visibility="private")
         demo.load(models_markdown, None, models_md, api_visibility="private")
         demo.load(training_curve, None, [curve, curve_note], api_visibility="private")
+        demo.load(typer_weights, None, [typer_table, typer_note], api_visibility="private")
         gr.api(api_tag, api_name="tag")
         gr.api(api_models, api_name="models")
     return demo

@@ -523,7 +523,8 @@ _SPACY_LABELS = {"PERSON", "ORG", "GPE", "LOC", "FAC", "NORP", "EVENT", "WORK_OF
                  "PRODUCT"}
 _WORD = re.compile(r"[A-Za-z]+")
 _SOURCE_NAME = {"spacy": "spaCy", "student": "student", "gazetteer": "gazetteer"}
-_WHY = {"census": "census name", "after_the": "after 'the'", "poss": "before 's", "allcaps": "all capitals",
+_WHY = {"census": "census name", "after_the": "after 'the'", "poss": "possessive 's", "allcaps": "all capitals",
+        "digit": "has a digit", "lex_n": "teacher tagged it often",
         "sent_start": "starts a sentence", "ends_s": "ends in -s"}
 
 
@@ -535,11 +536,13 @@ def why_text(name: str) -> str:
                 "gazetteer": f"gazetteer {value}", "prev": f"after '{value}'", "next": f"before '{value}'",
                 "src": f"found by {_SOURCE_NAME.get(value, value)}",
                 "nw": f"{value} word(s)"}.get(kind, name)
+    if name in _WHY:
+        return _WHY[name]
     for prefix, say in (("mass_", "student leans {}"), ("lex_", "teacher's counts {}"), ("gaz_", "gazetteer {}"),
                         ("head_", "head noun {}")):
         if name.startswith(prefix):
             return say.format(name[len(prefix):])
-    return _WHY.get(name, name)
+    return name
 
 
 class BestTagger(Tagger):

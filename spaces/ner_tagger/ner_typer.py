@@ -69,7 +69,7 @@ class Typer:
         return cls.from_json(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
 
 
-def fit(rows: list[tuple[dict, str | None, str]], c: float = 1.0, min_count: int = 2) -> Typer:
+def fit(rows: list[tuple[dict, str | None, str]], c: float = 1.0, min_count: int = 3) -> Typer:
     """Fit on (features, proposed class, gold class) rows: softmax cross-entropy, an L2 penalty
     ||W||^2 / 2c on the feature weights (c = 1, as scikit-learn's default; not tuned), none on the
     trust. A feature seen in fewer than `min_count` rows is left out (a context
