@@ -519,8 +519,6 @@ def load_typer():
     return _load_once("typer", lambda: Typer.load(typer_path()))
 
 
-_SPACY_LABELS = {"PERSON", "ORG", "GPE", "LOC", "FAC", "NORP", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE",
-                 "PRODUCT"}
 _WORD = re.compile(r"[A-Za-z]+")
 _SOURCE_NAME = {"spacy": "spaCy", "student": "student", "gazetteer": "gazetteer"}
 _WHY = {"census": "census name", "after_the": "after 'the'", "poss": "possessive 's", "allcaps": "all capitals",
@@ -634,10 +632,7 @@ class BestTagger(Tagger):
         span = text[start:end]
         words = span.split()
         f: dict[str, float] = {f"src={source}": 1.0}
-        if source == "spacy":
-            f[f"sp={cand['label'] if cand['label'] in _SPACY_LABELS else 'other'}"] = 1.0
-        else:
-            f[f"{source}={cand['label']}"] = 1.0
+        f[f"{'sp' if source == 'spacy' else source}={cand['label']}"] = 1.0
         mass = _type_mass(pieces, start, end) if pieces else {}
         for t in ("O", "PER", "ORG", "LOC", "MISC"):
             if mass.get(t):
