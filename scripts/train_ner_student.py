@@ -247,26 +247,6 @@ def cache_lower_layers(model, items: list[dict], top_layers: int = TOP_LAYERS, b
     return cached
 
 
-def build_lexicon(rows: list[dict], min_count: int = 2) -> dict[str, dict[str, int]]:
-    """surface form -> {coarse type: count} of the teacher's entities over all silver sentences
-    (only forms seen at least min_count times): the lab's "best" tagger uses it as one vote."""
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        for e in row["entities"]:
-            per = counts.setdefault(e["text"], {})
-            per[e["coarse"]] = per.get(e["coarse"], 0) + 1
-    return {k: v for k, v in sorted(counts.items()) if sum(v.values()) >= min_count}
-
-
-def write_lexicon(rows: list[dict]) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "lexicon.json"
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(json.dumps(build_lexicon(rows), ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def pick_sentences(items: list[dict], n: int, rng: random.Random) -> list[dict]:
     """n sentences, four in five of them with at least one entity."""
     with_ents = [it for it in items if any(label not in (0, -100) for label in it["labels"])]
@@ -298,7 +278,6 @@ def train(args) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         tmp.replace(data_file)
     print(f"{len(rows)} silver sentences ({time.time() - started:.0f} s)", flush=True)
-    print(f"lexicon: {write_lexicon(rows)}", flush=True)
     if args.prepare_only:
         return
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
@@ -374,8 +353,6 @@ except by that script.
   PER/ORG/LOC/MISC), saved as `modules_to_save`.
 - `training_report.json`: settings, data counts and the loss of every step ({report['steps']} steps,
   {report['sentences']} sentences, {report['train_seconds']} s of training on {report['threads']} CPU threads).
-- `lexicon.json`: how often the teacher gave each surface form each coarse type over all
-  {report['silver_sentences_available']} silver sentences (forms seen at least twice).
 
 Training text (silver labels by the teacher, {report['teacher']}): lee_background.cor (300 news texts;
 research corpus) and English Wikipedia articles (CC BY-SA 3.0), both from the gensim 4.3.3 wheel; the

@@ -163,7 +163,7 @@ def test_resolve_annotations_and_seqeval_scores():
 def test_gold_set_is_consistent():
     gold = ner_eval.load_gold()
     assert len(gold) >= 250
-    assert {g["split"] for g in gold} == {"dev", "test", "fresh", "speeches"}
+    assert {g["split"] for g in gold} == {"dev", "test", "fresh", "speeches", "business"}
     n = 0
     for g in gold:
         for e in g["entities"]:
@@ -215,6 +215,4 @@ def test_training_data_preparation_on_a_tiny_sample():
     items = train.encode(rows, AutoTokenizer.from_pretrained(str(minilm_folder())))
     assert len(items[0]["input_ids"]) == len(items[0]["labels"])
     assert items[0]["labels"][0] == -100 and ner_align.LABELS.index("B-PER") in items[0]["labels"]
-    lexicon = train.build_lexicon(rows + rows)
-    assert lexicon["Charles Dickens"] == {"PER": 2}
     assert set(train.HELDOUT_ARTICLES) >= {"Andre Agassi", "Aruba"}

@@ -388,23 +388,7 @@ class GlinerTagger(Tagger):
         return out
 
 
-# ---------------------------------------------------------------- "best": spaCy + student + rules
-def lexicon_path():
-    return student_adapter_dir() / "lexicon.json"
-
-
-def load_lexicon() -> dict[str, dict[str, int]]:
-    """surface form -> {coarse type: count} of the teacher's labels over the training text (the
-    same text in many contexts: a vote that evens out one sentence's slip)."""
-    import json
-
-    def build():
-        path = lexicon_path()
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-    return _load_once("lexicon", build)
-
-
+# ---------------------------------------------------------------- "best": spaCy + student + typer
 def _asset_json(name: str) -> dict:
     """assets/ner_tagger/<name>, or {} when it is missing (the rules then simply get no vote)."""
     import json
@@ -522,8 +506,7 @@ def load_typer():
 _WORD = re.compile(r"[A-Za-z]+")
 _SOURCE_NAME = {"spacy": "spaCy", "student": "student", "gazetteer": "gazetteer"}
 _WHY = {"census": "census name", "after_the": "after 'the'", "poss": "possessive 's", "allcaps": "all capitals",
-        "digit": "has a digit", "lex_n": "teacher tagged it often",
-        "sent_start": "starts a sentence", "ends_s": "ends in -s"}
+        "digit": "has a digit"}
 
 
 def why_text(name: str) -> str:
@@ -536,8 +519,7 @@ def why_text(name: str) -> str:
                 "nw": f"{value} word(s)"}.get(kind, name)
     if name in _WHY:
         return _WHY[name]
-    for prefix, say in (("mass_", "student leans {}"), ("lex_", "teacher's counts {}"), ("gaz_", "gazetteer {}"),
-                        ("head_", "head noun {}")):
+    for prefix, say in (("mass_", "student leans {}"), ("gaz_", "gazetteer {}"), ("head_", "head noun {}")):
         if name.startswith(prefix):
             return say.format(name[len(prefix):])
     return name
@@ -553,8 +535,8 @@ class BestTagger(Tagger):
                      "Offline ensemble: candidate names from spaCy (tidied: no articles, possessives or trailing "
                      "common nouns), the student and a gazetteer; each one's type, or no entity, chosen by a "
                      "logistic regression that starts from the finder's type and weighs the evidence (spaCy's "
-                     "label, the student's probabilities, the teacher's label counts, US Census names, the head "
-                     "noun, the words around it), fitted on "
+                     "label, the student's probabilities, the gazetteer, US Census names, the head noun, the "
+                     "words around it), fitted on "
                      "hand-labelled sentences; then name consistency within the text. Hover an entity for why.")
 
     def __init__(self, spacy_tagger: SpacyTagger, student: StudentTagger):
@@ -583,6 +565,10 @@ class BestTagger(Tagger):
                 coarse, prob = typer.predict(feats, proposed)
                 why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
                                 else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
+                if proposed == "ORG" and coarse in ("MISC", "O") and text[cand["start"]:cand["end"]] in \
+                        load_company_names():
+                    # The typer learned from few companies; a listed one its finder called ORG stays ORG.
+                    coarse, prob, why = "ORG", None, f"listed company (typer said {coarse})"
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)
@@ -637,12 +623,6 @@ class BestTagger(Tagger):
         for t in ("O", "PER", "ORG", "LOC", "MISC"):
             if mass.get(t):
                 f[f"mass_{t}"] = mass[t]
-        counts = load_lexicon().get(span)
-        if counts:
-            n = sum(counts.values())
-            for t, c in counts.items():
-                f[f"lex_{t}"] = c / n * min(1.0, n / 3)
-            f["lex_n"] = min(1.0, n / 3)
         gazetteer = load_gazetteer()
         if span in gazetteer:
             f[f"gaz_{gazetteer[span]}"] = 1.0
@@ -656,12 +636,8 @@ class BestTagger(Tagger):
             f["allcaps"] = 1.0
         if any(ch.isdigit() for ch in span):
             f["digit"] = 1.0
-        if start == 0 or text[:start].rstrip().endswith((".", "!", "?", '"')):
-            f["sent_start"] = 1.0
         if re.search(r"\bthe\s+$", text[max(0, start - 5):start], re.I):
             f["after_the"] = 1.0
-        if span.endswith("s") and not span.endswith("ss"):
-            f["ends_s"] = 1.0
         before = _WORD.findall(text[max(0, start - 40):start])[-1:]
         after = _WORD.findall(text[end:end + 40])[:1]
         if before:

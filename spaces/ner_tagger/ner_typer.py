@@ -1,5 +1,5 @@
 """The "best" tagger's typer: a multinomial logistic regression that reads a candidate span's evidence
-(spaCy's label, the student's probabilities, the lexicon, names, head noun, the words around it) and
+(spaCy's label, the student's probabilities, the gazetteer, names, head noun, the words around it) and
 says PER, ORG, LOC, MISC or O (no entity).
 
 Features are plain dicts {name: value}; the weights live in a small JSON file
