@@ -13,9 +13,6 @@ import json
 import math
 from pathlib import Path
 
-CLASSES = ("O", "PER", "ORG", "LOC", "MISC")
-
-
 class Typer:
     """scores[c] = sum(weight[f][c] * value[f]) + (trust if c is the proposed class).
 
