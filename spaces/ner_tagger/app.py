@@ -233,9 +233,6 @@ def gold_scores(split="test", progress=gr.Progress()):
     return rows
 
 
-TYPER_COLUMNS = ("PER", "ORG", "LOC", "MISC", "O")
-
-
 def training_curve():
     path = ner_models.student_adapter_dir() / "training_report.json"
     if not path.exists():
@@ -266,6 +263,9 @@ def api_tag(text: str, model: str = "best") -> list | dict:
 def api_models() -> list:
     """The model names /tag accepts."""
     return ner_models.model_names()
+
+
+TYPER_COLUMNS = ("PER", "ORG", "LOC", "MISC", "O")
 
 
 def typer_weights(n: int = 20):

@@ -389,13 +389,17 @@ class GlinerTagger(Tagger):
 
 
 # ---------------------------------------------------------------- "best": spaCy + student + typer
+def _asset_path(name: str):
+    from shared.paths import ASSETS
+
+    return ASSETS / "ner_tagger" / name
+
+
 def _asset_json(name: str) -> dict:
     """assets/ner_tagger/<name>, or {} when it is missing (the rules then simply get no vote)."""
     import json
 
-    from shared.paths import ASSETS
-
-    path = ASSETS / "ner_tagger" / name
+    path = _asset_path(name)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
@@ -457,11 +461,9 @@ def head_type(words: list[str]) -> str | None:
     return _HEAD_TYPE.get(words[-1]) if words else None
 
 
-_PARTICLES = {"bin", "al", "de", "van", "von", "der", "da", "di", "la", "le", "du", "del", "dos", "das", "ibn",
-              "el", "y", "of", "and", "for", "the"}
-
-
-_CONNECTORS = {"of", "and", "for", "the", "or", "in", "at", "to"}
+_NAME_PARTICLES = {"bin", "al", "de", "van", "von", "der", "da", "di", "la", "le", "du", "del", "dos", "das", "ibn",
+                   "el", "y"}
+_PARTICLES = _NAME_PARTICLES | {"of", "and", "for", "the"}
 
 
 def strip_trailing_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
@@ -470,7 +472,7 @@ def strip_trailing_lowercase(text: str, start: int, end: int) -> tuple[int, int]
     while True:
         span = text[start:end]
         m = re.search(r"\s+([a-z][a-z\-]*)$", span)
-        if not m or not has_capital(span[:m.start()]) or (m.group(1) in _PARTICLES and m.group(1) not in _CONNECTORS):
+        if not m or not has_capital(span[:m.start()]) or m.group(1) in _NAME_PARTICLES:
             return start, end
         end = start + m.start()
 
@@ -491,9 +493,7 @@ def _type_mass(pieces, start: int, end: int) -> dict[str, float]:
 
 
 def typer_path():
-    from shared.paths import ASSETS
-
-    return ASSETS / "ner_tagger" / "best_typer.json"
+    return _asset_path("best_typer.json")
 
 
 def load_typer():
@@ -555,13 +555,21 @@ class BestTagger(Tagger):
         if pieces is None and self.student.status()[0]:
             pieces = self.student.pieces(text)
         typer = load_typer()
+        typed = [(cand, None if typer is None else self.features(text, cand, pieces))
+                 for cand in self.candidates(text, pieces)]
+        return self.decide(text, typed, typer)
+
+    @classmethod
+    def decide(cls, text: str, typed: list[tuple[dict, dict | None]], typer) -> list[dict]:
+        """Entities from (candidate, features) pairs: the typer's type (or the finder's when there is no
+        typer), candidates typed O dropped, then one name = one type within the text. The fitting
+        script scores its variants through here too, so what it measures is what the lab does."""
         out = []
-        for cand in self.candidates(text, pieces):
-            proposed = self.proposed(cand)
+        for cand, feats in typed:
+            proposed = cls.proposed(cand)
             if typer is None:
                 coarse, prob, why = proposed, None, ""
             else:
-                feats = self.features(text, cand, pieces)
                 coarse, prob = typer.predict(feats, proposed)
                 why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
                                 else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
@@ -575,7 +583,7 @@ class BestTagger(Tagger):
             if why:
                 e["why"] = why
             out.append(e)
-        return sorted(self._consistent_names(text, out), key=lambda e: e["start"])
+        return sorted(cls._consistent_names(text, out), key=lambda e: e["start"])
 
     @staticmethod
     def proposed(cand: dict) -> str:

@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+
 class Typer:
     """scores[c] = sum(weight[f][c] * value[f]) + (trust if c is the proposed class).
 
