@@ -102,6 +102,27 @@ def test_best_keeps_listed_companies_organisations(app):
     assert airbus["why"]  # "listed company (typer said MISC)" while the typer has seen few companies
 
 
+def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
+    """spaCy says GPE and the gazetteer says LOC: the typer (which leans PER on a possessive the student
+    reads as a person) does not overrule both."""
+    import ner_models
+
+    from ner_typer import Typer
+
+    text = "The company welcomes the tax package offered by East Timor's Council of Ministers."
+    got = {e["text"]: e["coarse"] for e in ner_models.BEST.tag(text)}
+    assert got == {"East Timor": "LOC", "Council of Ministers": "ORG"}
+    # a typer that calls every possessive a person: spaCy + gazetteer still win, and the hover says so
+    leans_per = Typer(["LOC", "MISC", "O", "ORG", "PER"], {"poss": {"PER": 5.0}}, trust=1.0)
+    cands = ner_models.BEST.candidates(text)
+    typed = [(c, ner_models.BEST.features(text, c)) for c in cands]
+    [timor] = [e for e in ner_models.BestTagger.decide(text, typed, leans_per) if e["text"] == "East Timor"]
+    assert timor["coarse"] == "LOC" and timor["why"] == "gazetteer LOC (typer said PER)"
+    assert ner_models.BestTagger.listed_type("East Timor") == ("LOC", "gazetteer LOC")
+    assert ner_models.BestTagger.listed_type("Airbus") == ("ORG", "listed company")
+    assert ner_models.BestTagger.listed_type("Tim Cook") is None
+
+
 def test_best_says_why_and_falls_back_to_spacy_without_its_typer(app, monkeypatch):
     import ner_models
 

@@ -109,6 +109,24 @@ def test_tidy_span_drops_articles_possessives_and_punctuation():
     assert t.__getitem__(slice(*ner_models.strip_trailing_lowercase(t, 4, 33))) == "University of Balochistan"
 
 
+def test_titles_and_post_nominals_are_not_part_of_a_name():
+    for span, name in (("Mr Reid", "Reid"), ("Spokeswoman Anne Stringer", "Anne Stringer"), ("Ross Ray QC", "Ross Ray"),
+                       ("Vice President Al Gore", "Al Gore"), ("Dr. Jane Goodall", "Jane Goodall"),
+                       ("Prince Harry", "Harry"), ("President", "President"), ("Mr smith", "Mr smith"),
+                       ("John Major", "John Major"), ("Major", "Major")):
+        assert span.__getitem__(slice(*ner_models.strip_title(span, 0, len(span)))) == name
+
+
+def test_student_groups_broken_at_a_connector_are_joined():
+    text = "Seas include the Gulf of Saint Lawrence and Bay of Fundy, said Smith and Jones."
+    groups = [{"start": text.index(w), "end": text.index(w) + len(w), "entity_group": t}
+              for w, t in (("Gulf of", "LOC"), ("Saint Lawrence", "LOC"), ("Bay of", "LOC"), ("Fundy", "ORG"),
+                           ("Smith", "PER"), ("Jones", "PER"))]
+    joined = [(text[g["start"]:g["end"]], g["entity_group"]) for g in ner_models.join_connected(text, groups)]
+    # a connector at the end of a group joins it to the next; 'and' between two whole names joins nothing
+    assert joined == [("Gulf of Saint Lawrence", "LOC"), ("Bay of Fundy", "LOC"), ("Smith", "PER"), ("Jones", "PER")]
+
+
 def test_census_names_and_head_nouns_say_a_type():
     gazetteer = ner_models.load_gazetteer()
     assert ner_models.looks_like_person(["Veronica"], gazetteer)

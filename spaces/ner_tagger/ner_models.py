@@ -445,11 +445,13 @@ HEAD_NOUNS = {
     "ORG": """University College Institute Academy Board Court Party Bank Group Committee Council Ministry
         Agency Corporation Corp Company Inc Ltd Association Foundation League Club Federation Commission
         Department Office Army Navy Police Airlines Airways Organization Organisation Society Assembly
-        Parliament Congress Senate Government Administration Bureau Authority Press Times Post Journal""",
+        Parliament Congress Senate Government Administration Bureau Authority Press Times Post Journal Fund
+        Corps Force Forces Guard Church School Schools Network""",
     "MISC": """Award Awards Prize Medal Cup Championship Championships Olympics Games Festival Index Crisis War
         Wars Act Treaty Declaration Constitution Accord Revolution""",
     "LOC": """River Mountains Mountain Lake Ocean Sea Island Islands Province District County Valley Desert Bay
-        Gulf Peninsula Street Avenue Airport Bridge Square Republic Kingdom Empire Trench Strait Canal""",
+        Gulf Peninsula Street Avenue Airport Bridge Square Republic Kingdom Empire Trench Strait Canal Park
+        Mount Forest Coast Range Hills Plain Plains Peak Harbor Harbour Cape Glacier Reef Basin Plateau""",
 }
 _HEAD_TYPE = {w: t for t, words in HEAD_NOUNS.items() for w in words.split()}
 
@@ -475,6 +477,46 @@ def strip_trailing_lowercase(text: str, start: int, end: int) -> tuple[int, int]
         if not m or not has_capital(span[:m.start()]) or m.group(1) in _NAME_PARTICLES:
             return start, end
         end = start + m.start()
+
+
+# A person's name is written without the title before it ('Mr Reid', 'Prince Harry', 'Spokeswoman Anne
+# Stringer' -> the name alone) or the post-nominal after it ('Ross Ray QC'), as the CoNLL guidelines say.
+_TITLES = set("""Mr Mrs Ms Miss Mx Dr Prof Professor Sir Dame Lord President Vice Prime Minister Premier Chancellor
+    Senator Sen Rep Representative Congressman Congresswoman Governor Gov Mayor General Gen Colonel Col Major Maj
+    Captain Capt Lieutenant Lt Sergeant Sgt Admiral Adm Commander Judge Justice King Queen Prince Princess Pope
+    Emperor Empress Sheikh Rev Reverend Father Bishop Archbishop Cardinal Rabbi Imam Ayatollah Spokesman
+    Spokeswoman Spokesperson Chairman Chairwoman Chief Coach Detective Inspector Constable Superintendent Deputy
+    Secretary Ambassador""".split())
+_POST_NOMINALS = {"QC", "KC", "SC", "MP", "MLA", "MLC", "MEP", "PhD"}
+
+
+def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
+    """'Mr Reid' -> 'Reid', 'Vice President Al Gore' -> 'Al Gore', 'Ross Ray QC' -> 'Ross Ray'; a span
+    that would be left without a capitalised word stays as it is."""
+    while True:
+        m = re.match(r"([A-Z][a-z]*)\.?\s+(?=[A-Z])", text[start:end])
+        if not m or m.group(1) not in _TITLES:
+            break
+        start += m.end()
+    m = re.search(r"\s+([A-Za-z]+)\.?$", text[start:end])
+    if m and m.group(1) in _POST_NOMINALS and has_capital(text[start:start + m.start()]):
+        end = start + m.start()
+    return start, end
+
+
+def join_connected(text: str, groups: list[dict]) -> list[dict]:
+    """The student tags 'Gulf of Saint Lawrence' as B I B I: two groups, 'Gulf of' and 'Saint Lawrence'.
+    A group that ends in a connector ('of', 'and', 'de'...) is joined to the group right after it, which
+    takes the first group's type; a name never ends in a connector."""
+    out: list[dict] = []
+    for g in groups:
+        prev = out[-1] if out else None
+        if prev and text[prev["end"]:g["start"]].isspace() and \
+                text[prev["start"]:prev["end"]].split()[-1] in _PARTICLES:
+            out[-1] = dict(prev, end=g["end"], word=text[prev["start"]:g["end"]])
+        else:
+            out.append(g)
+    return out
 
 
 def _type_mass(pieces, start: int, end: int) -> dict[str, float]:
@@ -573,10 +615,11 @@ class BestTagger(Tagger):
                 coarse, prob = typer.predict(feats, proposed)
                 why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
                                 else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
-                if proposed == "ORG" and coarse in ("MISC", "O") and text[cand["start"]:cand["end"]] in \
-                        load_company_names():
-                    # The typer learned from few companies; a listed one its finder called ORG stays ORG.
-                    coarse, prob, why = "ORG", None, f"listed company (typer said {coarse})"
+                listed = cls.listed_type(text[cand["start"]:cand["end"]])
+                if listed and cand["source"] != "gazetteer" and proposed == listed[0] and coarse != proposed:
+                    # Two independent sources agree (the finder and a curated list): the typer, fitted on a
+                    # few hundred names, does not overrule them ("East Timor's" is no person, "Airbus" no MISC).
+                    coarse, prob, why = proposed, None, f"{listed[1]} (typer said {coarse})"
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)
@@ -584,6 +627,17 @@ class BestTagger(Tagger):
                 e["why"] = why
             out.append(e)
         return sorted(cls._consistent_names(text, out), key=lambda e: e["start"])
+
+    @staticmethod
+    def listed_type(span: str) -> tuple[str, str] | None:
+        """(type, why) of a name on a curated list: the gazetteer (places, nationalities) or the listed
+        companies."""
+        gazetteer = load_gazetteer()
+        if span in gazetteer:
+            return gazetteer[span], f"gazetteer {gazetteer[span]}"
+        if span in load_company_names():
+            return "ORG", "listed company"
+        return None
 
     @staticmethod
     def proposed(cand: dict) -> str:
@@ -606,10 +660,15 @@ class BestTagger(Tagger):
             if COARSE.get(ent.label_):  # not dates, numbers, money
                 start, end = tidy_span(text, ent.start_char, ent.end_char)
                 start, end = strip_trailing_lowercase(text, start, end)
+                if ent.label_ == "PERSON":
+                    start, end = strip_title(text, start, end)
                 add(*tidy_span(text, start, end), "spacy", ent.label_)
         if pieces:
-            for g in aggregate(pieces, "first", self.student.load()[1]):
-                add(*tidy_span(text, g["start"], g["end"]), "student", g["entity_group"])
+            for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1])):
+                start, end = strip_trailing_lowercase(text, *tidy_span(text, g["start"], g["end"]))
+                if g["entity_group"] == "PER":
+                    start, end = strip_title(text, start, end)
+                add(*tidy_span(text, start, end), "student", g["entity_group"])
         gazetteer = load_gazetteer()
         if gazetteer and cased:
             pattern = _load_once("gazetteer-re", lambda: re.compile(
