@@ -24,9 +24,10 @@ from shared.paths import ASSETS, pypi_file  # noqa: E402
 PACKAGE = "pytickersymbols==1.17.10"
 MEMBER = "pytickersymbols/indices_data.py"
 OUT = ASSETS / "ner_tagger" / "company_names.json"
-# Legal-form and share-class endings: "Apple Inc." is called "Apple" in running text.
+# Legal-form and share-class endings: "Apple Inc." is called "Apple" in running text, "Ford Motor" "Ford"
+# (only the singular: "General Motors" stays whole).
 _SUFFIX = re.compile(r"(?:,?\s+(?:Inc\.?|Incorporated|Corporation|Corp\.?|Company|Co\.|plc|PLC|Group|Holdings?|SE|AG|"
-                     r"N\.V\.|NV|S\.A\.|SA|Ltd\.?|Limited|REIT|& Co\.?|Class [A-C]|\(Class [A-C]\)))+$")
+                     r"N\.V\.|NV|S\.A\.|SA|Ltd\.?|Limited|REIT|Motor|& Co\.?|Class [A-C]|\(Class [A-C]\)))+$")
 
 
 def short_name(name: str) -> str:

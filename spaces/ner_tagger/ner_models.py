@@ -616,10 +616,15 @@ class BestTagger(Tagger):
                 why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
                                 else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
                 listed = cls.listed_type(text[cand["start"]:cand["end"]])
-                if listed and cand["source"] != "gazetteer" and proposed == listed[0] and coarse != proposed:
-                    # Two independent sources agree (the finder and a curated list): the typer, fitted on a
-                    # few hundred names, does not overrule them ("East Timor's" is no person, "Airbus" no MISC).
-                    coarse, prob, why = proposed, None, f"{listed[1]} (typer said {coarse})"
+                if listed and cand["source"] != "gazetteer" and coarse != listed[0]:
+                    # A curated list and one more independent source agree (the finder, or the student when
+                    # spaCy found the name): the typer, fitted on a few hundred names, does not overrule two
+                    # ("East Timor's" is no person, "Airbus" no MISC, "Tesla would open a factory" no person).
+                    leaning = max(("PER", "ORG", "LOC", "MISC"), key=lambda t: feats.get(f"mass_{t}", 0.0))
+                    if proposed == listed[0] or (cand["source"] == "spacy" and feats.get(f"mass_{leaning}")
+                                                 and leaning == listed[0]):
+                        backer = _SOURCE_NAME[cand["source"]] if proposed == listed[0] else "student"
+                        coarse, prob, why = listed[0], None, f"{listed[1]}, {backer} agrees (typer said {coarse})"
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)
