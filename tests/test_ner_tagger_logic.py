@@ -127,6 +127,21 @@ def test_student_groups_broken_at_a_connector_are_joined():
     assert joined == [("Gulf of Saint Lawrence", "LOC"), ("Bay of Fundy", "LOC"), ("Smith", "PER"), ("Jones", "PER")]
 
 
+def test_a_name_after_head_noun_of_takes_it_in():
+    for text, found, name in (("ships in the Gulf of Maine today", "Maine", "Gulf of Maine"),
+                              ("the Treaty of Versailles was signed", "Versailles", "Treaty of Versailles"),
+                              ("In Republic of Korea, the vote", "Korea", "Republic of Korea"),
+                              ("the Democratic Republic of the Congo", "Congo", "Democratic Republic of the Congo"),
+                              ("the President of France", "France", "France"),  # not a head noun of a name
+                              ("the rest of Europe", "Europe", "Europe")):
+        start = text.index(found)
+        assert text[ner_models.extend_head_of(text, start, start + len(found)):start + len(found)] == name
+    # two names already found stay two: 'Brahui Language Board' of 'University of Balochistan'
+    text = "It was developed by the Brahui Language Board of the University of Balochistan in Quetta."
+    names = [text[c["start"]:c["end"]] for c in ner_models.BEST.candidates(text)]
+    assert "Brahui Language Board" in names and "University of Balochistan" in names
+
+
 def test_census_names_and_head_nouns_say_a_type():
     gazetteer = ner_models.load_gazetteer()
     assert ner_models.looks_like_person(["Veronica"], gazetteer)

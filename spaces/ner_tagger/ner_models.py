@@ -504,6 +504,24 @@ def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+_HEAD_OF = re.compile(r"((?:[A-Z][\w'\-]*\s+){0,2}([A-Z][\w'\-]*))\s+of\s+(?:the\s+)?$")
+_NOT_IN_NAME = {"The", "A", "An", "In", "On", "At", "By", "For", "From", "To", "With", "And", "Of", "As", "But", "If"}
+
+
+def extend_head_of(text: str, start: int, end: int) -> int:
+    """'Gulf of [Maine]' -> 'Gulf of Maine', 'Treaty of [Versailles]' -> 'Treaty of Versailles': when a name
+    follows '<head noun> of', the head noun and the words before it belong to it. Returns the new start."""
+    m = _HEAD_OF.search(text[max(0, start - 80):start])
+    if not m or m.group(2) not in _HEAD_TYPE:
+        return start
+    new_start = start - (len(text[max(0, start - 80):start]) - m.start(1))
+    words = text[new_start:start].split()
+    while words and words[0] in _NOT_IN_NAME:  # 'In Gulf of ...' at a sentence start
+        new_start = text.index(words[1], new_start + len(words[0])) if len(words) > 1 else start
+        words = words[1:]
+    return new_start
+
+
 def join_connected(text: str, groups: list[dict]) -> list[dict]:
     """The student tags 'Gulf of Saint Lawrence' as B I B I: two groups, 'Gulf of' and 'Saint Lawrence'.
     A group that ends in a connector ('of', 'and', 'de'...) is joined to the group right after it, which
@@ -658,6 +676,9 @@ class BestTagger(Tagger):
         def add(start, end, source, label):
             if end <= start or (cased and not has_capital(text[start:end])):
                 return
+            longer = extend_head_of(text, start, end)
+            if not any(longer < c["end"] and c["start"] < end for c in out):  # not over a name found before
+                start = longer
             if not any(start < c["end"] and c["start"] < end for c in out):
                 out.append({"start": start, "end": end, "source": source, "label": label})
 
