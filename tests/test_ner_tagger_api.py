@@ -129,6 +129,10 @@ def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
     assert ner_models.BestTagger.listed_type("East Timor") == ("LOC", "gazetteer LOC")
     assert ner_models.BestTagger.listed_type("Airbus") == ("ORG", "listed company")
     assert ner_models.BestTagger.listed_type("Tim Cook") is None
+    # an institution named on its own: the typer learned that a bare head noun ("Government") is no name
+    text = "Narendra Modi visited Washington, where he addressed a joint session of Congress."
+    assert {e["text"]: e["coarse"] for e in ner_models.BEST.tag(text)} == {
+        "Narendra Modi": "PER", "Washington": "LOC", "Congress": "ORG"}
 
 
 def test_best_says_why_and_falls_back_to_spacy_without_its_typer(app, monkeypatch):

@@ -404,10 +404,10 @@ def _asset_json(name: str) -> dict:
 
 
 def load_gazetteer() -> dict[str, str]:
-    """name -> LOC / MISC from the hand-made assets/ner_tagger/gazetteer.json."""
+    """name -> LOC / MISC / ORG from the hand-made assets/ner_tagger/gazetteer.json."""
     def build():
         data = _asset_json("gazetteer.json")
-        return {name: label for label in ("LOC", "MISC") for name in data.get(label, [])}
+        return {name: label for label in ("LOC", "MISC", "ORG") for name in data.get(label, [])}
 
     return _load_once("gazetteer", build)
 
@@ -717,8 +717,8 @@ class BestTagger(Tagger):
             if mass.get(t):
                 f[f"mass_{t}"] = mass[t]
         gazetteer = load_gazetteer()
-        if span in gazetteer:
-            f[f"gaz_{gazetteer[span]}"] = 1.0
+        if span in gazetteer and gazetteer[span] != "ORG":  # listed organisations act through decide() only:
+            f[f"gaz_{gazetteer[span]}"] = 1.0                 # too few in the gold set to weigh as a feature
         if looks_like_person(words, gazetteer):
             f["census"] = 1.0
         head = head_type(words)
