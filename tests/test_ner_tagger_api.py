@@ -128,6 +128,8 @@ def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
     assert ner_models.BestTagger.listed_type("East Timor") == ("LOC", "gazetteer LOC")
     assert ner_models.BestTagger.listed_type("Airbus") == ("ORG", "listed company")
     assert ner_models.BestTagger.listed_type("Tim Cook") is None
+    text = "This weekend I will meet Boris Yeltsin of the Russian Federation."  # a formal name: not an ORG
+    assert {e["text"]: e["coarse"] for e in ner_models.BEST.tag(text)}["Russian Federation"] == "LOC"
     # an institution named on its own: the typer learned that a bare head noun ("Government") is no name
     text = "Narendra Modi visited Washington, where he addressed a joint session of Congress."
     assert {e["text"]: e["coarse"] for e in ner_models.BEST.tag(text)} == {

@@ -142,6 +142,11 @@ def test_a_name_after_head_noun_of_takes_it_in():
     assert "Brahui Language Board" in names and "University of Balochistan" in names
 
 
+def test_capitalised_common_nouns_are_no_names():
+    text = "We can be proud of our Nation's record, and the Federal Government will help all our States."
+    assert [text[c["start"]:c["end"]] for c in ner_models.BEST.candidates(text)] == []
+
+
 def test_census_names_and_head_nouns_say_a_type():
     gazetteer = ner_models.load_gazetteer()
     assert ner_models.looks_like_person(["Veronica"], gazetteer)

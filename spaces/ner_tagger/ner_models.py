@@ -504,6 +504,10 @@ def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+# Capitalised common nouns that refer to an institution without naming it ("the Government", "our Nation",
+# "all our States"): never a name alone, as in the CoNLL guidelines and every split of the gold set.
+_GENERIC_NOUNS = {"Government", "Federal Government", "Nation", "State", "States", "Administration", "Chamber"}
+
 _HEAD_OF = re.compile(r"((?:[A-Z][\w'\-]*\s+){0,2}([A-Z][\w'\-]*))\s+of\s+(?:the\s+)?$")
 _NOT_IN_NAME = {"The", "A", "An", "In", "On", "At", "By", "For", "From", "To", "With", "And", "Of", "As", "But", "If"}
 
@@ -675,7 +679,7 @@ class BestTagger(Tagger):
         out: list[dict] = []
 
         def add(start, end, source, label):
-            if end <= start or (cased and not has_capital(text[start:end])):
+            if end <= start or (cased and not has_capital(text[start:end])) or text[start:end] in _GENERIC_NOUNS:
                 return
             longer = extend_head_of(text, start, end)
             if not any(longer < c["end"] and c["start"] < end for c in out):  # not over a name found before
