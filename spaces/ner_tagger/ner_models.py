@@ -509,21 +509,19 @@ def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
 _GENERIC_NOUNS = {"Government", "Federal Government", "Nation", "State", "States", "Administration", "Chamber"}
 
 _HEAD_OF = re.compile(r"((?:[A-Z][\w'\-]*\s+){0,2}([A-Z][\w'\-]*))\s+of\s+(?:the\s+)?$")
-_NOT_IN_NAME = {"The", "A", "An", "In", "On", "At", "By", "For", "From", "To", "With", "And", "Of", "As", "But", "If"}
+_SENTENCE_WORDS = re.compile(r"(?:(?:The|A|An|In|On|At|By|For|From|To|With|And|Of|As|But|If)\s+)*")
 
 
-def extend_head_of(text: str, start: int, end: int) -> int:
+def extend_head_of(text: str, start: int) -> int:
     """'Gulf of [Maine]' -> 'Gulf of Maine', 'Treaty of [Versailles]' -> 'Treaty of Versailles': when a name
-    follows '<head noun> of', the head noun and the words before it belong to it. Returns the new start."""
-    m = _HEAD_OF.search(text[max(0, start - 80):start])
+    follows '<head noun> of', the head noun and the capitalised words just before it belong to it (not a
+    sentence's first word such as 'In'). Returns the new start."""
+    before = text[max(0, start - 80):start]
+    m = _HEAD_OF.search(before)
     if not m or m.group(2) not in _HEAD_TYPE:
         return start
-    new_start = start - (len(text[max(0, start - 80):start]) - m.start(1))
-    words = text[new_start:start].split()
-    while words and words[0] in _NOT_IN_NAME:  # 'In Gulf of ...' at a sentence start
-        new_start = text.index(words[1], new_start + len(words[0])) if len(words) > 1 else start
-        words = words[1:]
-    return new_start
+    new_start = start - len(before) + m.start(1)
+    return _SENTENCE_WORDS.match(text, new_start).end()
 
 
 def join_connected(text: str, groups: list[dict]) -> list[dict]:
@@ -643,10 +641,10 @@ class BestTagger(Tagger):
                     # A curated list and one more independent source agree (the finder, or the student when
                     # spaCy found the name): the typer, fitted on a few hundred names, does not overrule two
                     # ("East Timor's" is no person, "Airbus" no MISC, "Tesla would open a factory" no person).
-                    leaning = max(("PER", "ORG", "LOC", "MISC"), key=lambda t: feats.get(f"mass_{t}", 0.0))
-                    if proposed == listed[0] or (cand["source"] == "spacy" and feats.get(f"mass_{leaning}")
-                                                 and leaning == listed[0]):
-                        backer = _SOURCE_NAME[cand["source"]] if proposed == listed[0] else "student"
+                    student_says = cls.student_leaning(feats) if cand["source"] == "spacy" else None
+                    backer = (_SOURCE_NAME[cand["source"]] if proposed == listed[0] else
+                              "student" if student_says == listed[0] else None)
+                    if backer:
                         coarse, prob, why = listed[0], None, f"{listed[1]}, {backer} agrees (typer said {coarse})"
             if coarse == "O":
                 continue
@@ -655,6 +653,12 @@ class BestTagger(Tagger):
                 e["why"] = why
             out.append(e)
         return sorted(cls._consistent_names(text, out), key=lambda e: e["start"])
+
+    @staticmethod
+    def student_leaning(feats: dict) -> str | None:
+        """The entity type the student gives most probability to over the span (None without the student)."""
+        mass = {t: feats.get(f"mass_{t}", 0.0) for t in ("PER", "ORG", "LOC", "MISC")}
+        return max(mass, key=mass.get) if any(mass.values()) else None
 
     @staticmethod
     def listed_type(span: str) -> tuple[str, str] | None:
@@ -681,7 +685,7 @@ class BestTagger(Tagger):
         def add(start, end, source, label):
             if end <= start or (cased and not has_capital(text[start:end])) or text[start:end] in _GENERIC_NOUNS:
                 return
-            longer = extend_head_of(text, start, end)
+            longer = extend_head_of(text, start)
             if not any(longer < c["end"] and c["start"] < end for c in out):  # not over a name found before
                 start = longer
             if not any(start < c["end"] and c["start"] < end for c in out):
