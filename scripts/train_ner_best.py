@@ -9,7 +9,7 @@ and Wikipedia on many topics; its class is the gold type of the exact same span,
 `speeches`, `speeches2` and `business` splits are never fitted on: they are the held-out checks (the bench
 and the lab's "Score on the gold set" button use `test`).
 
-    python scripts/train_ner_best.py            # about 30 s on 2 CPU cores
+    python scripts/train_ner_best.py            # about 45 s on 2 CPU cores
     python scripts/train_ner_best.py --check    # held-out scores only, writes nothing
 
 Writes assets/ner_tagger/best_typer.json (a few hundred readable weights). Deterministic: the same

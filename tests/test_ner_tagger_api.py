@@ -79,6 +79,22 @@ def test_best_beats_plain_spacy_on_the_held_out_test_split(app):
     assert best_f1 > spacy_f1 + 0.1
 
 
+def test_gold_scores_on_a_chosen_split(app):
+    """The Teacher vs student tab scores any split of the gold set; an unknown split says which exist."""
+    import gradio as gr
+
+    rows = app.gold_scores("speeches2", progress=lambda *a, **k: None)
+    f1 = {row[0]: row[3] for row in rows}
+    assert list(f1)[:2] == ["spaCy", "student"] and len(rows) == 3
+    assert f1[rows[-1][0]] > f1["spaCy"]  # best
+    import ner_eval
+
+    assert [value for _, value in app.GOLD_SPLITS][0] == "test"
+    assert {value for _, value in app.GOLD_SPLITS} == {g["split"] for g in ner_eval.load_gold()}  # every split
+    with pytest.raises(gr.Error, match="choose one of test, speeches"):
+        app.gold_scores("<script>", progress=lambda *a, **k: None)
+
+
 def test_typer_weights_table_reads_in_words(app):
     rows, note = app.typer_weights(n=10)
     assert len(rows) == 10 and "proposed" in note
