@@ -58,7 +58,7 @@ def measure(name, tag, gold, note=""):
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--split", default="all", choices=["all", "dev", "test", "fresh", "speeches", "speeches2", "business", "wiki"])
+    parser.add_argument("--split", default="all", choices=["all", "dev", "test", "fresh", "speeches", "speeches2", "speeches3", "business", "wiki"])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     import torch

@@ -201,7 +201,7 @@ def test_resolve_annotations_and_seqeval_scores():
 def test_gold_set_is_consistent():
     gold = ner_eval.load_gold()
     assert len(gold) >= 250
-    assert {g["split"] for g in gold} == {"dev", "test", "fresh", "speeches", "speeches2", "business", "wiki"}
+    assert {g["split"] for g in gold} == {"dev", "test", "fresh", "speeches", "speeches2", "speeches3", "business", "wiki"}
     n = 0
     for g in gold:
         for e in g["entities"]:

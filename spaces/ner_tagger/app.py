@@ -208,6 +208,7 @@ def push(files, repo_id, token):
 GOLD_SPLITS = [("test: news + Wikipedia, 129 sentences, held out", "test"),
                ("speeches: 6 State of the Union addresses, 118, held out", "speeches"),
                ("speeches2: 5 more addresses, 99, held out", "speeches2"),
+               ("speeches3: 5 more addresses, 100, held out", "speeches3"),
                ("business: business news, 70, held out (the student trained on this text)", "business"),
                ("wiki: Wikipedia, 107 (best's typer is fitted on it)", "wiki"),
                ("dev: news + Wikipedia, 133 (best's typer is fitted on it)", "dev"),
