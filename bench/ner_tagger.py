@@ -2,7 +2,7 @@
 offline tagger on the shipped hand-labelled gold set, next to plain spaCy and a plain
 transformers pipeline over the student folder, in the same run.
 
-    python bench/ner_tagger.py [--split test|dev|all] [--write]
+    python bench/ner_tagger.py [--split test|speeches|...|all] [--write]   (any split of the gold set)
 
 --write puts the table in bench/results/ner_tagger.md."""
 import argparse
@@ -58,7 +58,7 @@ def measure(name, tag, gold, note=""):
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--split", default="all", choices=["all", "dev", "test", "fresh", "speeches", "speeches2", "speeches3", "business", "wiki"])
+    parser.add_argument("--split", default="all", choices=["all", *ner_eval.gold_split_sizes()])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     import torch

@@ -89,8 +89,9 @@ def test_gold_scores_on_a_chosen_split(app):
     assert f1[rows[-1][0]] > f1["spaCy"]  # best
     import ner_eval
 
-    assert [value for _, value in app.GOLD_SPLITS][0] == "test"
-    assert {value for _, value in app.GOLD_SPLITS} == {g["split"] for g in ner_eval.load_gold()}  # every split
+    choices = app.gold_split_choices()
+    assert [value for _, value in choices][0] == "test"
+    assert {value for _, value in choices} == {g["split"] for g in ner_eval.load_gold()}  # every split
     with pytest.raises(gr.Error, match="choose one of test, speeches"):
         app.gold_scores("<script>", progress=lambda *a, **k: None)
 
@@ -114,7 +115,7 @@ def test_best_keeps_listed_companies_organisations(app):
     ents = ner_models.BEST.tag("The deal between Boeing and Airbus was announced in Paris.")
     assert [(e["text"], e["coarse"]) for e in ents] == [("Boeing", "ORG"), ("Airbus", "ORG"), ("Paris", "LOC")]
     airbus = next(e for e in ents if e["text"] == "Airbus")
-    assert airbus["why"]  # "listed company (typer said MISC)" while the typer has seen few companies
+    assert airbus["why"]  # "listed company, spaCy agrees (typer said MISC)": the typer has seen few companies
 
 
 def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):

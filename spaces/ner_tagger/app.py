@@ -19,7 +19,8 @@ import gradio as gr  # noqa: E402
 from shared.launch import launch  # noqa: E402
 from shared.look import header  # noqa: E402
 from ner_align import STRATEGIES, aggregate  # noqa: E402
-from ner_eval import EVAL_TYPES, load_gold, resolve_annotations, score  # noqa: E402
+from ner_eval import EVAL_TYPES, gold_split_sizes, load_gold, resolve_annotations, score  # noqa: E402
+from ner_typer import FITTED_ON  # noqa: E402
 from ner_export import export_files, push_to_hub, valid_entities  # noqa: E402
 import ner_models  # noqa: E402
 from ner_models import MAX_CHARS, MODELS, TaggerError, check_text, get_tagger, models_status  # noqa: E402
@@ -204,22 +205,21 @@ def push(files, repo_id, token):
     return f"Pushed to {url}"
 
 
-# The gold set's splits, and what each is to best's typer (assets/ner_tagger/SOURCE.md has the details).
-GOLD_SPLITS = [("test: news + Wikipedia, 129 sentences, held out", "test"),
-               ("speeches: 6 State of the Union addresses, 118, held out", "speeches"),
-               ("speeches2: 5 more addresses, 99, held out", "speeches2"),
-               ("speeches3: 5 more addresses, 100, held out", "speeches3"),
-               ("business: business news, 70, held out (the student trained on this text)", "business"),
-               ("wiki: Wikipedia, 107 (best's typer is fitted on it)", "wiki"),
-               ("dev: news + Wikipedia, 133 (best's typer is fitted on it)", "dev"),
-               ("fresh: Wikipedia, 122 (best's typer is fitted on it)", "fresh")]
+def gold_split_choices() -> list[tuple[str, str]]:
+    """(label, split) for the gold set's splits: `test` first, then the other held-out ones, then those
+    best's typer is fitted on (assets/ner_tagger/SOURCE.md describes each)."""
+    sizes = gold_split_sizes()
+    order = sorted(sizes, key=lambda s: (s in FITTED_ON, s != "test"))
+    return [(f"{s}: {sizes[s]} sentences, " + ("best's typer is fitted on it" if s in FITTED_ON else "held out"), s)
+            for s in order]
 
 
 def gold_scores(split="test", progress=gr.Progress()):
     """Teacher vs student vs best on one split of the shipped gold sentences (PER/ORG/LOC, entity level).
     The student's pieces are computed once and reused by best."""
-    if split not in dict((v, k) for k, v in GOLD_SPLITS):
-        raise gr.Error(f"Unknown gold split {str(split)[:40]!r}: choose one of {', '.join(v for _, v in GOLD_SPLITS)}.")
+    if not (isinstance(split, str) and split in gold_split_sizes()):
+        raise gr.Error(f"Unknown gold split {str(split)[:40]!r}: choose one of "
+                       f"{', '.join(s for _, s in gold_split_choices())}.")
     gold = load_gold(split)
     texts = [g["text"] for g in gold]
     runs = {}
@@ -353,7 +353,7 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown("Distillation: the student (MiniLM + LoRA) learned from spaCy's labels only. Score "
                             "teacher, student and the ensemble on a split of the shipped hand-labelled gold sentences.")
                 with gr.Row():
-                    gold_split = gr.Dropdown(GOLD_SPLITS, value="test", label="Gold split", scale=3,
+                    gold_split = gr.Dropdown(gold_split_choices(), value="test", label="Gold split", scale=3,
                                              info="About a minute per split on a laptop CPU")
                     gold_btn = gr.Button("Score this split", scale=1)
                 gold_table = gr.Dataframe(headers=["model", "P", "R", "F1", "sentences/s"], interactive=False)

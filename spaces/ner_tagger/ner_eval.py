@@ -46,7 +46,7 @@ def resolve_annotations(text: str, annotations: str) -> list[dict]:
 
 
 def load_gold(split: str | None = None, path: Path | None = None) -> list[dict]:
-    """The gold sentences: [{"id", "split", "source", "text", "entities"}]; split 'dev'/'test'/None."""
+    """The gold sentences: [{"id", "split", "source", "text", "entities"}] of one split, or all for None."""
     rows = []
     with open(path or gold_path(), encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -55,6 +55,15 @@ def load_gold(split: str | None = None, path: Path | None = None) -> list[dict]:
             rows.append({"id": row["id"], "split": row["split"], "source": row["source"], "text": row["text"],
                          "entities": resolve_annotations(row["text"], row["entities"] or "")})
     return rows
+
+
+def gold_split_sizes(path: Path | None = None) -> dict[str, int]:
+    """{split: number of sentences}, in the order the splits first appear in the gold file."""
+    sizes: dict[str, int] = {}
+    with open(path or gold_path(), encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            sizes[row["split"]] = sizes.get(row["split"], 0) + 1
+    return sizes
 
 
 def _filter(entities, types):

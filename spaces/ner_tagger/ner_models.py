@@ -504,6 +504,14 @@ def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def name_span(text: str, start: int, end: int, coarse: str) -> tuple[int, int]:
+    """A finder's span shrunk to the name: tidy_span, no trailing common noun, and for a person no title."""
+    start, end = strip_trailing_lowercase(text, *tidy_span(text, start, end))
+    if coarse == "PER":
+        start, end = strip_title(text, start, end)
+    return tidy_span(text, start, end)
+
+
 # Capitalised common nouns that refer to an institution without naming it ("the Government", "our Nation",
 # "all our States"): never a name alone, as in the CoNLL guidelines and every split of the gold set.
 _GENERIC_NOUNS = {"Government", "Federal Government", "Nation", "State", "States", "Administration", "Chamber"}
@@ -662,8 +670,8 @@ class BestTagger(Tagger):
 
     @staticmethod
     def listed_type(span: str) -> tuple[str, str] | None:
-        """(type, why) of a name on a curated list: the gazetteer (places, nationalities) or the listed
-        companies."""
+        """(type, why) of a name on a curated list: the gazetteer (places, nationalities, organisations named
+        on their own) or the listed companies."""
         gazetteer = load_gazetteer()
         if span in gazetteer:
             return gazetteer[span], f"gazetteer {gazetteer[span]}"
@@ -693,17 +701,10 @@ class BestTagger(Tagger):
 
         for ent in self.spacy.doc(text).ents:
             if COARSE.get(ent.label_):  # not dates, numbers, money
-                start, end = tidy_span(text, ent.start_char, ent.end_char)
-                start, end = strip_trailing_lowercase(text, start, end)
-                if ent.label_ == "PERSON":
-                    start, end = strip_title(text, start, end)
-                add(*tidy_span(text, start, end), "spacy", ent.label_)
+                add(*name_span(text, ent.start_char, ent.end_char, COARSE[ent.label_]), "spacy", ent.label_)
         if pieces:
             for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1])):
-                start, end = strip_trailing_lowercase(text, *tidy_span(text, g["start"], g["end"]))
-                if g["entity_group"] == "PER":
-                    start, end = strip_title(text, start, end)
-                add(*tidy_span(text, start, end), "student", g["entity_group"])
+                add(*name_span(text, g["start"], g["end"], g["entity_group"]), "student", g["entity_group"])
         gazetteer = load_gazetteer()
         if gazetteer and cased:
             pattern = _load_once("gazetteer-re", lambda: re.compile(
