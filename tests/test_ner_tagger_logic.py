@@ -142,6 +142,24 @@ def test_a_name_after_head_noun_of_takes_it_in():
     assert "Brahui Language Board" in names and "University of Balochistan" in names
 
 
+def test_a_name_holds_no_half_bracket_and_no_leading_common_word():
+    for span, coarse, name in (("Organisation of the Islamic Conference (OIC", "ORG", "Organisation of the Islamic Conference"),
+                               ("OIC) Jakarta", "LOC", "Jakarta"), ("west Japan", "LOC", "Japan"),
+                               ("de Gaulle", "PER", "de Gaulle"), ("Johor Bahru (Malaysia)", "LOC", "Johor Bahru")):
+        assert span.__getitem__(slice(*ner_models.name_span(span, 0, len(span), coarse))) == name
+
+
+def test_a_name_found_in_part_by_one_finder_and_whole_by_the_other_is_whole():
+    text = "Kim Do Hoon scored in Johor Bahru, said US President Bill Clinton."
+    at = lambda w: (text.index(w), text.index(w) + len(w))  # noqa: E731
+    groups = [at("Kim Do Hoon"), at("Johor Bahru"), at("US President Bill Clinton")]
+    assert text.__getitem__(slice(*ner_models.whole_name(text, at("Kim"), groups))) == "Kim Do Hoon"
+    assert text.__getitem__(slice(*ner_models.whole_name(text, at("Bahru"), groups))) == "Johor Bahru"
+    # a title or a listed place is no part of the name
+    assert text.__getitem__(slice(*ner_models.whole_name(text, at("Bill Clinton"), groups))) == "Bill Clinton"
+    assert ner_models.whole_name(text, at("scored"), groups) == at("scored")
+
+
 def test_capitalised_common_nouns_are_no_names():
     text = "We can be proud of our Nation's record, and the Federal Government will help all our States."
     assert [text[c["start"]:c["end"]] for c in ner_models.BEST.candidates(text)] == []

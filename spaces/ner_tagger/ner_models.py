@@ -504,9 +504,34 @@ def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def cut_open_bracket(text: str, start: int, end: int) -> tuple[int, int]:
+    """'Organisation of the Islamic Conference (OIC' -> 'Organisation of the Islamic Conference': a name
+    does not hold half of a bracket pair."""
+    span = text[start:end]
+    i = span.find("(")
+    if i > 0 and ")" not in span[i:]:
+        end = start + i
+    j = span.rfind(")")
+    if j >= 0 and "(" not in span[:j] and j + 1 < len(span):
+        start += j + 1
+    return start, end
+
+
+def strip_leading_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
+    """'west Japan' -> 'Japan': a name does not start with a common lowercase word (a name particle like
+    'de' or 'van' stays)."""
+    while True:
+        m = re.match(r"([a-z][a-z\-]*)\s+(?=\S)", text[start:end])
+        if not m or m.group(1) in _NAME_PARTICLES or not has_capital(text[start + m.end():end]):
+            return start, end
+        start += m.end()
+
+
 def name_span(text: str, start: int, end: int, coarse: str) -> tuple[int, int]:
-    """A finder's span shrunk to the name: tidy_span, no trailing common noun, and for a person no title."""
-    start, end = strip_trailing_lowercase(text, *tidy_span(text, start, end))
+    """A finder's span shrunk to the name: tidy_span, no half bracket, no leading or trailing common word,
+    and for a person no title."""
+    start, end = tidy_span(text, *cut_open_bracket(text, *tidy_span(text, start, end)))
+    start, end = strip_trailing_lowercase(text, *strip_leading_lowercase(text, *tidy_span(text, start, end)))
     if coarse == "PER":
         start, end = strip_title(text, start, end)
     return tidy_span(text, start, end)
@@ -530,6 +555,20 @@ def extend_head_of(text: str, start: int) -> int:
         return start
     new_start = start - len(before) + m.start(1)
     return _SENTENCE_WORDS.match(text, new_start).end()
+
+
+def whole_name(text: str, span: tuple[int, int], groups: list[tuple[int, int]]) -> tuple[int, int]:
+    """spaCy's 'Bahru' inside the student's 'Johor Bahru' (or 'Kim' and 'Hoon' inside 'Kim Do Hoon'): a
+    name found in part by one finder and whole by the other is the whole name, when the words it adds are
+    capitalised name words (no title, no listed place or nationality)."""
+    start, end = span
+    for g_start, g_end in groups:
+        if g_start <= start and end <= g_end and (g_start, g_end) != (start, end):
+            extra = (text[g_start:start] + " " + text[end:g_end]).split()
+            gazetteer = load_gazetteer()
+            if all(w[:1].isupper() and w.strip(".,") not in _TITLES and w not in gazetteer for w in extra):
+                return g_start, g_end
+    return span
 
 
 def join_connected(text: str, groups: list[dict]) -> list[dict]:
@@ -699,12 +738,16 @@ class BestTagger(Tagger):
             if not any(start < c["end"] and c["start"] < end for c in out):
                 out.append({"start": start, "end": end, "source": source, "label": label})
 
+        groups = []
+        if pieces:
+            groups = [(*name_span(text, g["start"], g["end"], g["entity_group"]), g["entity_group"])
+                      for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1]))]
         for ent in self.spacy.doc(text).ents:
             if COARSE.get(ent.label_):  # not dates, numbers, money
-                add(*name_span(text, ent.start_char, ent.end_char, COARSE[ent.label_]), "spacy", ent.label_)
-        if pieces:
-            for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1])):
-                add(*name_span(text, g["start"], g["end"], g["entity_group"]), "student", g["entity_group"])
+                span = name_span(text, ent.start_char, ent.end_char, COARSE[ent.label_])
+                add(*whole_name(text, span, [g[:2] for g in groups]), "spacy", ent.label_)
+        for start, end, label in groups:
+            add(start, end, "student", label)
         gazetteer = load_gazetteer()
         if gazetteer and cased:
             pattern = _load_once("gazetteer-re", lambda: re.compile(
