@@ -143,6 +143,13 @@ def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
     [tesla] = [e for e in ner_models.BestTagger.decide(text, typed, leans_per) if e["text"] == "Tesla"]
     assert tesla["coarse"] == "ORG" and tesla["why"].startswith("listed company, student agrees")
     assert ner_models.BestTagger.listed_type("East Timor") == ("LOC", "gazetteer LOC")
+    # an organisation the gazetteer names needs no second source; a place that is also a person's name does
+    text = "Xinhua said Victoria had won."
+    typed = [({"start": 0, "end": 6, "source": "spacy", "label": "PERSON"}, {}),
+             ({"start": 12, "end": 20, "source": "spacy", "label": "PERSON"}, {})]
+    got = {e["text"]: (e["coarse"], e.get("why", "")) for e in ner_models.BestTagger.decide(text, typed, leans_per)}
+    assert got == {"Xinhua": ("ORG", "gazetteer ORG, an organisation named on its own (typer said PER)"),
+                   "Victoria": ("PER", "spaCy proposed PER")}
     assert ner_models.BestTagger.listed_type("Airbus") == ("ORG", "listed company")
     assert ner_models.BestTagger.listed_type("Tim Cook") is None
     text = "This weekend I will meet Boris Yeltsin of the Russian Federation."  # a formal name: not an ORG
