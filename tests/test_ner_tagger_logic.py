@@ -272,3 +272,16 @@ def test_training_data_preparation_on_a_tiny_sample():
     assert len(items[0]["input_ids"]) == len(items[0]["labels"])
     assert items[0]["labels"][0] == -100 and ner_align.LABELS.index("B-PER") in items[0]["labels"]
     assert set(train.HELDOUT_ARTICLES) >= {"Andre Agassi", "Aruba"}
+
+
+def test_an_acronym_in_brackets_takes_the_type_of_the_name_it_abbreviates():
+    import ner_models
+
+    text = "Ministers of the Organisation of the Islamic Conference (OIC) met the Labour Party (ALP)."
+    org = ner_models.entity(text, text.index("Organisation"), text.index(" (OIC"), "ORG", "ORG")
+    labour = ner_models.entity(text, text.index("Labour"), text.index(" (ALP"), "ORG", "ORG")
+    got = ner_models.BestTagger._acronyms_in_brackets(text, [org, labour])
+    # OIC are the initials of the name before it; ALP are not the initials of 'Labour Party'
+    assert [(e["text"], e["coarse"]) for e in got] == [("Organisation of the Islamic Conference", "ORG"),
+                                                        ("Labour Party", "ORG"), ("OIC", "ORG")]
+    assert got[-1]["why"] == "the initials of 'Organisation of the Islamic Conference'"

@@ -702,7 +702,7 @@ class BestTagger(Tagger):
             if why:
                 e["why"] = why
             out.append(e)
-        return sorted(cls._consistent_names(text, out), key=lambda e: e["start"])
+        return sorted(cls._acronyms_in_brackets(text, cls._consistent_names(text, out)), key=lambda e: e["start"])
 
     @staticmethod
     def student_leaning(feats: dict) -> str | None:
@@ -796,6 +796,27 @@ class BestTagger(Tagger):
         if re.match(r"\s*['\u2019]s\b", text[end:end + 4]):
             f["poss"] = 1.0
         return f
+
+    @staticmethod
+    def _acronyms_in_brackets(text, out):
+        """'Organisation of the Islamic Conference (OIC)', 'Bharatiya Janata Party (BJP)': an acronym in
+        brackets right after an organisation or place, whose letters are that name's initials in order,
+        names the same thing and takes its type (the uncased student cannot read acronyms)."""
+        added = []
+        for e in out:
+            if e["coarse"] not in ("ORG", "LOC"):
+                continue
+            m = re.match(r"\s*\(([A-Z][A-Z&.]{1,7})\)", text[e["end"]:e["end"] + 12])
+            if not m:
+                continue
+            start, end = e["end"] + m.start(1), e["end"] + m.end(1)
+            letters = iter(w[0].upper() for w in re.findall(r"[A-Za-z][\w'\-]*", e["text"]))
+            if all(ch in letters for ch in m.group(1).replace(".", "").replace("&", "")) and \
+                    not any(start < x["end"] and x["start"] < end for x in out):
+                acronym = entity(text, start, end, "acronym", e["coarse"])
+                acronym["why"] = f"the initials of {e['text']!r}"
+                added.append(acronym)
+        return out + added
 
     @staticmethod
     def _consistent_names(text, out):
