@@ -285,3 +285,12 @@ def test_an_acronym_in_brackets_takes_the_type_of_the_name_it_abbreviates():
     assert [(e["text"], e["coarse"]) for e in got] == [("Organisation of the Islamic Conference", "ORG"),
                                                         ("Labour Party", "ORG"), ("OIC", "ORG")]
     assert got[-1]["why"] == "the initials of 'Organisation of the Islamic Conference'"
+
+
+def test_a_name_holds_no_comma_unless_an_abbreviation_follows():
+    import ner_models
+
+    for span, parts in (("Goa, Panaji", ["Goa", "Panaji"]), ("Tieck, Schelling", ["Tieck", "Schelling"]),
+                        ("Washington, D.C.", ["Washington, D.C."]), ("Acme, Inc.", ["Acme, Inc."]),
+                        ("Paris", ["Paris"])):
+        assert [span[a:b] for a, b in ner_models.split_at_commas(span, 0, len(span))] == parts

@@ -557,6 +557,19 @@ def extend_head_of(text: str, start: int) -> int:
     return _SENTENCE_WORDS.match(text, new_start).end()
 
 
+def split_at_commas(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """'Goa, Panaji' or 'Tieck, Schelling' -> two names: a name holds no comma, unless what follows it is
+    an abbreviation ('Washington, D.C.', 'Acme, Inc.', 'Martin Luther King, Jr.')."""
+    parts, cut = [], start
+    for m in re.finditer(r",\s+", text[start:end]):
+        rest = text[start + m.end():end]
+        if re.match(r"(?:[A-Z]\.)+|(?:Inc|Ltd|Jr|Sr|Co|Corp|LLC|plc)\b", rest):
+            continue
+        parts.append((cut, start + m.start()))
+        cut = start + m.end()
+    return parts + [(cut, end)]
+
+
 def whole_name(text: str, span: tuple[int, int], groups: list[tuple[int, int]]) -> tuple[int, int]:
     """spaCy's 'Bahru' inside the student's 'Johor Bahru' (or 'Kim' and 'Hoon' inside 'Kim Do Hoon'): a
     name found in part by one finder and whole by the other is the whole name, when the words it adds are
@@ -747,8 +760,9 @@ class BestTagger(Tagger):
                       for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1]))]
         for ent in self.spacy.doc(text).ents:
             if COARSE.get(ent.label_):  # not dates, numbers, money
-                span = name_span(text, ent.start_char, ent.end_char, COARSE[ent.label_])
-                add(*whole_name(text, span, [g[:2] for g in groups]), "spacy", ent.label_)
+                for start, end in split_at_commas(text, ent.start_char, ent.end_char):
+                    span = name_span(text, start, end, COARSE[ent.label_])
+                    add(*whole_name(text, span, [g[:2] for g in groups]), "spacy", ent.label_)
         for start, end, label in groups:
             add(start, end, "student", label)
         gazetteer = load_gazetteer()
