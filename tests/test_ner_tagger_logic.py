@@ -178,6 +178,7 @@ def test_census_names_and_head_nouns_say_a_type():
     assert ner_models.head_type("University of Balochistan".split()) == "ORG"
     assert ner_models.head_type("Academy Award for Best Production Design".split()) == "MISC"
     assert ner_models.head_type("Puerto Rico Trench".split()) == "LOC"
+    assert ner_models.head_type("Salomon Brothers".split()) == "ORG"  # a company-name ending
     assert ner_models.head_type("Angela Merkel".split()) is None
     assert ner_models.head_type([]) is None
 

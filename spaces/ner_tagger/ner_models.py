@@ -446,7 +446,9 @@ HEAD_NOUNS = {
         Agency Corporation Corp Company Inc Ltd Association Foundation League Club Federation Commission
         Department Office Army Navy Police Airlines Airways Organization Organisation Society Assembly
         Parliament Congress Senate Government Administration Bureau Authority Press Times Post Journal Fund
-        Corps Force Forces Guard Church School Schools Network""",
+        Corps Force Forces Guard Church School Schools Network Brothers Bros Holdings Partners Associates Industries
+        Enterprises Motors Systems Technologies Communications Records Recordings Magazine Studios Pictures
+        Entertainment Media Labs Laboratories Pharmaceuticals Securities Investments Insurance Telecom""",
     "MISC": """Award Awards Prize Medal Cup Championship Championships Olympics Games Festival Index Crisis War
         Wars Act Treaty Declaration Constitution Accord Revolution""",
     "LOC": """River Mountains Mountain Lake Ocean Sea Island Islands Province District County Valley Desert Bay
