@@ -4,8 +4,8 @@ the gazetteer, US Census names, the head noun, the words around it) and picks PE
 MISC or no entity.
 
 Training rows: every candidate that BestTagger.candidates() proposes on the hand-labelled gold
-sentences of the splits named in ner_typer.FITTED_ON (`dev`, `fresh`, `wiki` of
-assets/ner_tagger/gold_sentences.tsv: news, and Wikipedia on many topics); its class is the gold type of
+sentences of the splits named in ner_typer.FITTED_ON (`dev`, `fresh`, `wiki`, `business` of
+assets/ner_tagger/gold_sentences.tsv: news, business news, and Wikipedia on many topics); its class is the gold type of
 the exact same span, or O. Every other split is never fitted on: they are the held-out checks.
 
     python scripts/train_ner_best.py            # about 45 s on 2 CPU cores
@@ -69,7 +69,7 @@ def main(argv=None):
     torch.set_num_threads(2)
     data = {split: rows_for(split) for split in TRAIN_SPLITS + CHECK_SPLITS}
     print("held-out checks (entity-level F1, PER/ORG/LOC):")
-    for left_out in TRAIN_SPLITS:  # each training split scored by a typer fitted on the other two
+    for left_out in TRAIN_SPLITS:  # each training split scored by a typer fitted on the others
         others = fit([s for split in TRAIN_SPLITS if split != left_out for s in data[split]])
         print(f"  fit without {left_out:6} -> {left_out} {f1(others, data[left_out]):.3f}")
     typer = fit([s for split in TRAIN_SPLITS for s in data[split]])

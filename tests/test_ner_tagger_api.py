@@ -69,7 +69,7 @@ def test_student_folder_loads_in_a_plain_transformers_pipeline(app):
 
 
 def test_best_beats_plain_spacy_on_the_held_out_test_split(app):
-    """The test split: sentences the typer (fitted on dev + fresh + wiki) never learned from."""
+    """The test split: sentences the typer (fitted on dev + fresh + wiki + business) never learned from."""
     import ner_eval
     import ner_models
 

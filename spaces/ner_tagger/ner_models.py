@@ -652,7 +652,7 @@ def why_text(name: str) -> str:
 class BestTagger(Tagger):
     """The lab's best offline tagger. Candidates: spaCy's spans (tidied), then spans only the student
     finds, then gazetteer names. A small logistic regression (ner_typer, fitted on the gold set's dev,
-    fresh and wiki splits by scripts/train_ner_best.py) starts from the type the finder proposed, reads the
+    fresh, wiki and business splits by scripts/train_ner_best.py) starts from the type the finder proposed, reads the
     candidate's evidence and keeps, changes or drops it, unless a curated list and one more source agree;
     then one name = one type within a text."""
     key = "best"
