@@ -3,7 +3,10 @@ offline tagger on the shipped hand-labelled gold set, next to plain spaCy and a 
 transformers pipeline over the student folder, in the same run.
 
     python bench/ner_tagger.py [--split test|speeches|...|all] [--write]   (any split of the gold set)
+    python bench/ner_tagger.py --conll FILE [--min-tokens 8]               (your own CoNLL-style gold file)
 
+--conll scores the same taggers on sentences labelled by someone else (e.g. a CoNLL-2003 file you have; the
+lab ships none: its licence forbids it), detokenized; PER/ORG/LOC as in the gold set.
 --write puts the table in bench/results/ner_tagger.md."""
 import argparse
 import platform
@@ -59,12 +62,19 @@ def measure(name, tag, gold, note=""):
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="all", choices=["all", *ner_eval.gold_split_sizes()])
+    parser.add_argument("--conll", type=Path, help="score on this CoNLL-style file instead of the gold set")
+    parser.add_argument("--min-tokens", type=int, default=1, help="with --conll: leave out shorter sentences")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(2)
-    gold = ner_eval.load_gold(None if args.split == "all" else args.split)
+    if args.conll:
+        gold, args.split = ner_eval.load_conll(args.conll, args.min_tokens), args.conll.name
+        if not gold:
+            parser.error(f"no sentence of {args.min_tokens}+ tokens in {args.conll}")
+    else:
+        gold = ner_eval.load_gold(None if args.split == "all" else args.split)
     rows = [
         measure("plain spaCy (PERSON/ORG/GPE/LOC, spans as given)", plain_spacy(), gold, "baseline"),
         measure("lab `spaCy` (+FAC→LOC, native spans)", ner_models.SPACY.tag, gold),
@@ -77,7 +87,7 @@ def main(argv=None):
     if ner_models.BERT.status()[0]:
         rows.append(measure("bert-base-NER (Hub)", ner_models.BERT.tag, gold))
     n_ents = sum(1 for g in gold for e in g["entities"] if e["coarse"] in ner_eval.EVAL_TYPES)
-    lines = [f"Gold set: {len(gold)} hand-labelled sentences ({args.split}; {n_ents} PER/ORG/LOC entities), "
+    lines = [f"Gold set: {len(gold)} labelled sentences ({args.split}; {n_ents} PER/ORG/LOC entities), "
              "entity-level exact span + type (seqeval).", "",
              "| tagger | P | R | F1 | F1 PER | F1 ORG | F1 LOC | sentences/s |",
              "|---|---|---|---|---|---|---|---|"]

@@ -295,3 +295,26 @@ def test_a_name_holds_no_comma_unless_an_abbreviation_follows():
                         ("Washington, D.C.", ["Washington, D.C."]), ("Acme, Inc.", ["Acme, Inc."]),
                         ("Paris", ["Paris"])):
         assert [span[a:b] for a, b in ner_models.split_at_commas(span, 0, len(span))] == parts
+
+
+def test_conll_files_load_as_detokenized_sentences_with_entities(tmp_path):
+    import ner_eval
+
+    path = tmp_path / "sample.conll"
+    path.write_text("-DOCSTART- -X- -X- O\n\n"
+                    "Lloyd NNP I-PER\ndid VBD O\nnot RB O\nthank VB O\nLara NNP I-PER\n's POS O\nWest NNP I-LOC\n"
+                    "Indies NNP I-LOC\n( ( O\nWI NNP B-ORG\n) ) O\nin IN O\nMay NNP B-DATE\n. . O\n\n"
+                    "Paris B-LOC 0\nBerlin B-LOC 0\n\nShort O\n", encoding="utf-8")
+    first, second, third = ner_eval.load_conll(path)
+    assert first["text"] == "Lloyd did not thank Lara's West Indies (WI) in May."
+    assert [(e["text"], e["coarse"]) for e in first["entities"]] == [
+        ("Lloyd", "PER"), ("Lara", "PER"), ("West Indies", "LOC"), ("WI", "ORG")]  # IOB1 or IOB2; no DATE
+    # B- starts a new name even right after one of the same type; a trailing extra column is no tag
+    assert [e["text"] for e in second["entities"]] == ["Paris", "Berlin"]
+    assert third["entities"] == [] and len(ner_eval.load_conll(path, min_tokens=3)) == 1
+    assert all(first["text"][e["start"]:e["end"]] == e["text"] for e in first["entities"])
+    (tmp_path / "empty.conll").write_text("", encoding="utf-8")
+    assert ner_eval.load_conll(tmp_path / "empty.conll") == []
+    (tmp_path / "bad.conll").write_text("onlyaword\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="needs a word and a tag"):
+        ner_eval.load_conll(tmp_path / "bad.conll")

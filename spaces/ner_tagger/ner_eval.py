@@ -66,6 +66,63 @@ def gold_split_sizes(path: Path | None = None) -> dict[str, int]:
     return sizes
 
 
+# CoNLL-style files keep punctuation as tokens: "Lara 's outburst ." is written "Lara's outburst." again.
+_NO_SPACE_BEFORE = {",", ".", ";", ":", ")", "]", "?", "!", "%", "'s", "'S", "n't", "'", "'re", "'ve", "'ll", "'d",
+                    "'m"}
+_CONLL_TYPES = {"PER": "PER", "PERSON": "PER", "ORG": "ORG", "LOC": "LOC", "GPE": "LOC", "MISC": "MISC"}
+
+
+def detokenize(tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Tokens -> (text, each token's (start, end) in it), with no space before closing punctuation and
+    clitics, nor after an opening bracket or a dollar sign."""
+    text, offsets = "", []
+    for i, tok in enumerate(tokens):
+        if i and tok not in _NO_SPACE_BEFORE and tokens[i - 1] not in ("(", "[", "$"):
+            text += " "
+        offsets.append((len(text), len(text) + len(tok)))
+        text += tok
+    return text, offsets
+
+
+def load_conll(path: Path, min_tokens: int = 1) -> list[dict]:
+    """A CoNLL-style file -> [{"text", "entities"}], the text detokenized. One token per line: the word in
+    the first column, the tag in the last column that looks like one (O, B-X, I-X: IOB1, IOB2 or IO tags of
+    PER/ORG/LOC/MISC, also PERSON and GPE); a blank line between sentences; -DOCSTART- lines skipped.
+    Sentences shorter than min_tokens are left out."""
+    sentences, rows = [], []
+
+    def flush():
+        if len(rows) >= max(min_tokens, 1):
+            text, offsets = detokenize([w for w, _ in rows])
+            entities, current = [], None
+            for (word, tag), (start, end) in zip(rows, offsets):
+                prefix, _, kind = tag.partition("-")
+                kind = _CONLL_TYPES.get(kind.upper()) if prefix in ("B", "I") else None
+                if kind is None:
+                    current = None
+                elif current and current["coarse"] == kind and prefix == "I":
+                    current["end"] = end
+                else:
+                    current = {"start": start, "end": end, "label": kind, "coarse": kind}
+                    entities.append(current)
+            for e in entities:
+                e["text"] = text[e["start"]:e["end"]]
+            sentences.append({"text": text, "entities": entities})
+        rows.clear()
+
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        cols = line.split()
+        if not cols:
+            flush()
+        elif cols[0] != "-DOCSTART-":
+            if len(cols) < 2:
+                raise ValueError(f"{path}: a line needs a word and a tag: {line[:60]!r}")
+            # the tag is the last column that looks like one (some copies add a column after it)
+            rows.append((cols[0], next((c for c in reversed(cols[1:]) if c == "O" or re.match(r"[BI]-", c)), "O")))
+    flush()
+    return sentences
+
+
 def _filter(entities, types):
     return [e for e in entities if e.get("coarse") in types]
 
