@@ -96,6 +96,46 @@ def test_gold_scores_on_a_chosen_split(app):
         app.gold_scores("<script>", progress=lambda *a, **k: None)
 
 
+def test_scores_on_the_users_own_conll_file(app, tmp_path):
+    """Teacher vs student vs best on an uploaded CoNLL file; bad files get a clear message."""
+    import gradio as gr
+
+    quiet = dict(progress=lambda *a, **k: None)
+    good = tmp_path / "mine.conll"
+    good.write_text("-DOCSTART- -X- -X- O\n\n"
+                    "Angela NNP B-PER\nMerkel NNP I-PER\nmet VBD O\nEmmanuel NNP B-PER\nMacron NNP I-PER\n"
+                    "in IN O\nBerlin NNP B-LOC\n. . O\n\n"
+                    "The DT O\nEuropean NNP B-ORG\nUnion NNP I-ORG\nmet VBD O\nin IN O\nBrussels NNP B-LOC\n. . O\n",
+                    encoding="utf-8")
+    rows, note = app.conll_scores(str(good), **quiet)
+    assert [r[0] for r in rows][:2] == ["spaCy", "student"] and len(rows) == 3
+    assert all(0.0 <= r[3] <= 1.0 for r in rows) and rows[-1][3] > 0.5  # best finds these plain names
+    assert note.startswith("2 sentences from **mine.conll**")
+    # the lab's own CoNLL export scores as gold: a round trip
+    from ner_export import to_conll
+
+    text = "Tim Cook told reporters in Cupertino."
+    exported = tmp_path / "export.conll"
+    exported.write_text(to_conll(text, [{"start": 0, "end": 8, "coarse": "PER"}, {"start": 27, "end": 36, "coarse": "LOC"}]),
+                        encoding="utf-8")
+    rows, _ = app.conll_scores(str(exported), **quiet)
+    assert rows[-1][3] == 1.0
+
+    bad = {"empty.conll": b"", "binary.conll": b"\x00\x01PK\x03" * 100, "page.conll": b"<html><script>alert(1)</script>",
+           "words.conll": b"no tags at all here\njust words in columns\n", "huge.conll": b"a O\n" * 600_000}
+    messages = {"empty.conll": "No PER, ORG or LOC tag", "binary.conll": "not text", "page.conll": "Not a CoNLL file",
+                "words.conll": "No PER, ORG or LOC tag", "huge.conll": "upload at most"}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(gr.Error, match=messages[name]):
+            app.conll_scores(str(tmp_path / name), **quiet)
+    for nothing in (None, ""):
+        with pytest.raises(gr.Error, match="Upload a CoNLL file first"):
+            app.conll_scores(nothing, **quiet)
+    rows, note = app.gold_split_scores("speeches3", **quiet)  # the split button says what it scored
+    assert note == "100 sentences of the shipped gold split **speeches3**." and len(rows) == 3
+
+
 def test_typer_weights_table_reads_in_words(app):
     rows, note = app.typer_weights(n=10)
     assert len(rows) == 10 and "proposed" in note

@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 from shared.launch import launch  # noqa: E402
 from shared.look import header  # noqa: E402
 from ner_align import STRATEGIES, aggregate  # noqa: E402
-from ner_eval import EVAL_TYPES, gold_split_sizes, load_gold, resolve_annotations, score  # noqa: E402
+from ner_eval import EVAL_TYPES, gold_split_sizes, load_conll, load_gold, resolve_annotations, score  # noqa: E402
 from ner_typer import FITTED_ON  # noqa: E402
 from ner_export import export_files, push_to_hub, valid_entities  # noqa: E402
 import ner_models  # noqa: E402
@@ -215,12 +215,54 @@ def gold_split_choices() -> list[tuple[str, str]]:
 
 
 def gold_scores(split="test", progress=gr.Progress()):
-    """Teacher vs student vs best on one split of the shipped gold sentences (PER/ORG/LOC, entity level).
-    The student's pieces are computed once and reused by best."""
+    """Teacher vs student vs best on one split of the shipped gold sentences (PER/ORG/LOC, entity level)."""
     if not (isinstance(split, str) and split in gold_split_sizes()):
         raise gr.Error(f"Unknown gold split {str(split)[:40]!r}: choose one of "
                        f"{', '.join(s for _, s in gold_split_choices())}.")
-    gold = load_gold(split)
+    return _score_offline_models(load_gold(split), progress)
+
+
+def gold_split_scores(split="test", progress=gr.Progress()):
+    """gold_scores for the UI, with a line saying what was scored: (rows, note)."""
+    rows = gold_scores(split, progress)
+    return rows, f"{gold_split_sizes()[split]:,} sentences of the shipped gold split **{split}**."
+
+
+# A user's own gold file: CoNLL-style, a word and a tag per line. Bounded so one upload cannot hold the
+# server for long (about 25 sentences/s for best on a laptop CPU).
+CONLL_MAX_BYTES, CONLL_MAX_SENTENCES = 2_000_000, 2_000
+
+
+def conll_scores(path, progress=gr.Progress()):
+    """Teacher vs student vs best on the user's own CoNLL-style gold file: (rows, note)."""
+    if not path:
+        raise gr.Error("Upload a CoNLL file first: one word and its tag per line (O, B-PER, I-ORG...), "
+                       "a blank line between sentences.")
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) > CONLL_MAX_BYTES:
+        raise gr.Error(f"The file has {len(data):,} bytes; upload at most {CONLL_MAX_BYTES:,} "
+                       f"(or score a big set from the command line: python bench/ner_tagger.py --conll FILE).")
+    if b"\x00" in data[:4096]:
+        raise gr.Error("That file is not text (it looks binary). Upload a CoNLL-style .txt or .conll file.")
+    try:
+        gold = load_conll(path)
+    except ValueError as exc:
+        raise gr.Error(f"Not a CoNLL file: {exc}".replace(str(path), path.name)) from None
+    if not any(e["coarse"] in EVAL_TYPES for g in gold for e in g["entities"]):
+        raise gr.Error("No PER, ORG or LOC tag in the file: each line needs the word first and its NER tag "
+                       "(O, B-PER, I-ORG...) last.")
+    note = f"{len(gold):,} sentences from **{path.name}**, text rebuilt from the tokens."
+    if len(gold) > CONLL_MAX_SENTENCES:
+        note = (f"The file has {len(gold):,} sentences; these scores are for the first {CONLL_MAX_SENTENCES:,} "
+                f"(score all of them with python bench/ner_tagger.py --conll FILE).")
+        gold = gold[:CONLL_MAX_SENTENCES]
+    return _score_offline_models(gold, progress), note
+
+
+def _score_offline_models(gold: list[dict], progress) -> list[list]:
+    """[model, P, R, F1, sentences/s] of spaCy, the student and best on [{"text", "entities"}]. The
+    student's pieces are computed once and reused by best."""
     texts = [g["text"] for g in gold]
     runs = {}
     progress(0.0, desc="spaCy")
@@ -356,6 +398,15 @@ def build_demo() -> gr.Blocks:
                     gold_split = gr.Dropdown(gold_split_choices(), value="test", label="Gold split", scale=3,
                                              info="About a minute per split on a laptop CPU")
                     gold_btn = gr.Button("Score this split", scale=1)
+                with gr.Accordion("Or score your own gold file (CoNLL)", open=False):
+                    gr.Markdown("One word and its tag per line (`O`, `B-PER`, `I-ORG`... IOB1, IOB2 or IO; the tag in "
+                                "the last column), a blank line between sentences: e.g. a CoNLL-2003 file, or the "
+                                "CoNLL export of the *Correct & score* tab.")
+                    with gr.Row():
+                        conll_file = gr.File(label="CoNLL file", file_types=[".conll", ".txt", ".tsv", ".bio"],
+                                             type="filepath", scale=3)
+                        conll_btn = gr.Button("Score my file", scale=1)
+                gold_note = gr.Markdown()
                 gold_table = gr.Dataframe(headers=["model", "P", "R", "F1", "sentences/s"], interactive=False)
                 curve_note = gr.Markdown()
                 curve = gr.LinePlot(x="step", y="loss", title="Student training loss (smoothed)", height=260)
@@ -371,7 +422,8 @@ def build_demo() -> gr.Blocks:
         export_btn.click(export, [state, table], [files, export_msg], api_visibility="private")
         push_btn.click(push, [files, repo, token], push_msg, api_visibility="private")
         sub_btn.click(subword_view, [text, sub_model], [pieces, strategies, sub_note], api_visibility="private")
-        gold_btn.click(gold_scores, gold_split, gold_table, api_visibility="private")
+        gold_btn.click(gold_split_scores, gold_split, [gold_table, gold_note], api_visibility="private")
+        conll_btn.click(conll_scores, conll_file, [gold_table, gold_note], api_visibility="private")
         demo.load(models_markdown, None, models_md, api_visibility="private")
         demo.load(training_curve, None, [curve, curve_note], api_visibility="private")
         demo.load(typer_weights, None, [typer_table, typer_note], api_visibility="private")
