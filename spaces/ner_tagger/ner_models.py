@@ -532,8 +532,9 @@ def strip_leading_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
 def name_span(text: str, start: int, end: int, coarse: str) -> tuple[int, int]:
     """A finder's span shrunk to the name: tidy_span, no half bracket, no leading or trailing common word,
     and for a person no title."""
-    start, end = tidy_span(text, *cut_open_bracket(text, *tidy_span(text, start, end)))
-    start, end = strip_trailing_lowercase(text, *strip_leading_lowercase(text, *tidy_span(text, start, end)))
+    start, end = cut_open_bracket(text, *tidy_span(text, start, end))
+    start, end = strip_leading_lowercase(text, *tidy_span(text, start, end))
+    start, end = strip_trailing_lowercase(text, start, end)
     if coarse == "PER":
         start, end = strip_title(text, start, end)
     return tidy_span(text, start, end)
@@ -577,10 +578,10 @@ def whole_name(text: str, span: tuple[int, int], groups: list[tuple[int, int]]) 
     name found in part by one finder and whole by the other is the whole name, when the words it adds are
     capitalised name words (no title, no listed place or nationality)."""
     start, end = span
+    gazetteer = load_gazetteer()
     for g_start, g_end in groups:
         if g_start <= start and end <= g_end and (g_start, g_end) != (start, end):
             extra = (text[g_start:start] + " " + text[end:g_end]).split()
-            gazetteer = load_gazetteer()
             if all(w[:1].isupper() and w.strip(".,") not in _TITLES and w not in gazetteer for w in extra):
                 return g_start, g_end
     return span
@@ -652,9 +653,10 @@ def why_text(name: str) -> str:
 class BestTagger(Tagger):
     """The lab's best offline tagger. Candidates: spaCy's spans (tidied), then spans only the student
     finds, then gazetteer names. A small logistic regression (ner_typer, fitted on the gold set's dev,
-    fresh, wiki and business splits by scripts/train_ner_best.py) starts from the type the finder proposed, reads the
-    candidate's evidence and keeps, changes or drops it, unless a curated list and one more source agree;
-    then one name = one type within a text."""
+    fresh, wiki and business splits by scripts/train_ner_best.py) starts from the type the finder
+    proposed, reads the candidate's evidence and keeps, changes or drops it, unless a curated list and one
+    more source agree; then one name = one type within a text, and an acronym in brackets takes the type
+    of the name it abbreviates."""
     key = "best"
     info = ModelInfo("best", "ensemble", "PER / ORG / LOC / MISC",
                      "Offline ensemble: candidate names from spaCy (tidied: no articles, possessives or trailing "
