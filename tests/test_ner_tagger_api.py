@@ -158,6 +158,20 @@ def test_best_keeps_listed_companies_organisations(app):
     assert airbus["why"]  # "listed company, spaCy agrees (typer said MISC)": the typer has seen few companies
 
 
+def test_best_knows_well_known_organisations_named_on_their_own(app):
+    """Brands and charities that no stock index lists: the uncased student reads 'Oxfam said' as a person and
+    drops 'Google' after 'Shares of'; the gazetteer's organisations stand on their own."""
+    import ner_models
+
+    for text, name in (("Oxfam said on Monday that aid had reached the camps.", "Oxfam"),
+                       ("Shares of Google rose 3% after the report.", "Google"),
+                       ("The deal was announced by Disney in London.", "Disney")):
+        got = {e["text"]: e for e in ner_models.BEST.tag(text)}
+        assert got[name]["coarse"] == "ORG", (text, got)
+    # a place that is also a person's name still needs a second source ("Victoria", "Georgia")
+    assert ner_models.BestTagger.listed_type("Victoria") == ("LOC", "gazetteer LOC")
+
+
 def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
     """spaCy says GPE and the gazetteer says LOC: a typer that leans PER on a possessive does not overrule
     both. A curated list plus one more source (the finder, or the student) outvote the typer."""

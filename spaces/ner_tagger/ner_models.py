@@ -701,16 +701,20 @@ class BestTagger(Tagger):
                 why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
                                 else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
                 listed = cls.listed_type(text[cand["start"]:cand["end"]])
-                if listed and cand["source"] != "gazetteer" and coarse != listed[0]:
+                if listed and coarse != listed[0]:
                     # A curated list and one more independent source agree (the finder, or the student when
                     # spaCy found the name): the typer, fitted on a few hundred names, does not overrule two
                     # ("East Timor's" is no person, "Airbus" no MISC, "Tesla would open a factory" no person).
                     # An organisation the gazetteer names needs no second source: unlike its places
                     # ("Georgia", "Victoria") and the listed companies ("Ford"), none is also a person's name.
                     student_says = cls.student_leaning(feats) if cand["source"] == "spacy" else None
-                    backer = (f"{_SOURCE_NAME[cand['source']]} agrees" if proposed == listed[0] else
-                              "student agrees" if student_says == listed[0] else
-                              "an organisation named on its own" if listed[1] == "gazetteer ORG" else None)
+                    if listed[1] == "gazetteer ORG":
+                        backer = "an organisation named on its own"
+                    elif cand["source"] == "gazetteer":  # the list cannot be its own second source
+                        backer = None
+                    else:
+                        backer = (f"{_SOURCE_NAME[cand['source']]} agrees" if proposed == listed[0] else
+                                  "student agrees" if student_says == listed[0] else None)
                     if backer:
                         coarse, prob, why = listed[0], None, f"{listed[1]}, {backer} (typer said {coarse})"
             if coarse == "O":
