@@ -239,11 +239,13 @@ def conll_scores(path, progress=gr.Progress()):
         raise gr.Error("Upload a CoNLL file first: one word and its tag per line (O, B-PER, I-ORG...), "
                        "a blank line between sentences.")
     path = Path(path)
-    data = path.read_bytes()
-    if len(data) > CONLL_MAX_BYTES:
-        raise gr.Error(f"The file has {len(data):,} bytes; upload at most {CONLL_MAX_BYTES:,} "
+    size = path.stat().st_size  # before reading: a huge upload is refused without loading it
+    if size > CONLL_MAX_BYTES:
+        raise gr.Error(f"The file has {size:,} bytes; upload at most {CONLL_MAX_BYTES:,} "
                        f"(or score a big set from the command line: python bench/ner_tagger.py --conll FILE).")
-    if b"\x00" in data[:4096]:
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if b"\x00" in head:
         raise gr.Error("That file is not text (it looks binary). Upload a CoNLL-style .txt or .conll file.")
     try:
         gold = load_conll(path)
