@@ -700,19 +700,20 @@ class BestTagger(Tagger):
                 coarse, prob = typer.predict(feats, proposed)
                 why = ", ".join(f"{_SOURCE_NAME[cand['source']]} proposed {proposed}" if n == "proposed"
                                 else why_text(n) for n, _ in typer.why(feats, coarse, proposed))
-                listed = cls.listed_type(text[cand["start"]:cand["end"]])
+                span = text[cand["start"]:cand["end"]]
+                listed = cls.listed_type(span)
                 if listed and coarse != listed[0]:
                     # A curated list and one more independent source agree (the finder, or the student when
                     # spaCy found the name): the typer, fitted on a few hundred names, does not overrule two
                     # ("East Timor's" is no person, "Airbus" no MISC, "Tesla would open a factory" no person).
                     # An organisation the gazetteer names needs no second source: unlike its places
                     # ("Georgia", "Victoria") and the listed companies ("Ford"), none is also a person's name.
-                    student_says = cls.student_leaning(feats) if cand["source"] == "spacy" else None
-                    if listed[1] == "gazetteer ORG":
+                    if load_gazetteer().get(span) == "ORG":
                         backer = "an organisation named on its own"
                     elif cand["source"] == "gazetteer":  # the list cannot be its own second source
                         backer = None
                     else:
+                        student_says = cls.student_leaning(feats) if cand["source"] == "spacy" else None
                         backer = (f"{_SOURCE_NAME[cand['source']]} agrees" if proposed == listed[0] else
                                   "student agrees" if student_says == listed[0] else None)
                     if backer:
@@ -762,15 +763,16 @@ class BestTagger(Tagger):
             if not any(start < c["end"] and c["start"] < end for c in out):
                 out.append({"start": start, "end": end, "source": source, "label": label})
 
-        groups = []
+        groups = []  # the student's names: (start, end, type)
         if pieces:
             groups = [(*name_span(text, g["start"], g["end"], g["entity_group"]), g["entity_group"])
                       for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1]))]
+        student_spans = [(start, end) for start, end, _ in groups]
         for ent in self.spacy.doc(text).ents:
             if COARSE.get(ent.label_):  # not dates, numbers, money
                 for start, end in split_at_commas(text, ent.start_char, ent.end_char):
                     span = name_span(text, start, end, COARSE[ent.label_])
-                    add(*whole_name(text, span, [g[:2] for g in groups]), "spacy", ent.label_)
+                    add(*whole_name(text, span, student_spans), "spacy", ent.label_)
         for start, end, label in groups:
             add(start, end, "student", label)
         gazetteer = load_gazetteer()
