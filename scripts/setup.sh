@@ -13,12 +13,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 vpy=.venv/bin/python
 stamp=.venv/.genai-lab-installed
-want="$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -c1-16)"
+want="$(cat requirements.txt requirements-nodeps.txt requirements-train.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing requirements (about 2 minutes the first time)"
   "$vpy" -m pip install -q --upgrade pip
   "$vpy" -m pip install -q -r requirements.txt
   "$vpy" -m pip install -q --no-deps -r requirements-nodeps.txt
+  "$vpy" -m pip install -q --no-deps --ignore-requires-python -r requirements-train.txt
   echo "$want" > "$stamp"
 fi
 

