@@ -78,7 +78,7 @@ def main(argv=None):
     rows = [
         measure("plain spaCy (PERSON/ORG/GPE/LOC, spans as given)", plain_spacy(), gold, "baseline"),
         measure("lab `spaCy` (+FAC→LOC, native spans)", ner_models.SPACY.tag, gold),
-        measure("spaCy + span clean-up (the student's teacher)",
+        measure("spaCy + span clean-up (one of the student's two teachers)",
                 lambda t: ner_models.spacy_doc_entities(ner_models.SPACY.doc(t)), gold),
         measure("plain transformers pipeline, student folder, simple", plain_pipeline(), gold, "baseline"),
         measure("lab `student` (windows, max)", ner_models.STUDENT.tag, gold),

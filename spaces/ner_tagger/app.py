@@ -302,7 +302,7 @@ def training_curve():
     smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
     df = pd.DataFrame({"step": list(range(1, len(losses) + 1)), "loss": smooth})
     about = (f"Trained {report['steps']} steps ({report['epochs']} epochs, batch {report['batch']}) on "
-             f"{report['sentences']} silver sentences labelled by the teacher ({report['teacher']}); LoRA on the top "
+             f"{report['sentences']} silver sentences labelled by the teachers ({report['teacher']}); LoRA on the top "
              f"{report['top_layers_trained']} encoder layers + a new head; {report['train_seconds']} s on "
              f"{report['threads']} CPU threads; seed {report['seed']}.")
     return df, about
@@ -394,8 +394,10 @@ def build_demo() -> gr.Blocks:
                 pieces = gr.Dataframe(headers=["#", "piece", "chars", "continues word", "tag", "p", "windows"],
                                       label="Word pieces", interactive=False, wrap=True)
             with gr.Tab("Teacher vs student"):
-                gr.Markdown("Distillation: the student (MiniLM + LoRA) learned from spaCy's labels only. Score "
-                            "teacher, student and the ensemble on a split of the shipped hand-labelled gold sentences.")
+                gr.Markdown("Distillation: the student (MiniLM + LoRA) learned only the names two spaCy pipelines "
+                            "agree on (en_core_web_sm, the teacher scored here, and en_core_web_md, used for "
+                            "training only). Score teacher, student and the ensemble on a split of the shipped "
+                            "hand-labelled gold sentences.")
                 with gr.Row():
                     gold_split = gr.Dropdown(gold_split_choices(), value="test", label="Gold split", scale=3,
                                              info="About a minute per split on a laptop CPU")

