@@ -193,7 +193,8 @@ def encode(rows: list[dict], tokenizer, max_length: int = 96) -> list[dict]:
         for i, (a, b) in enumerate(enc["offset_mapping"]):  # pieces of a name the teachers disagree on
             if a < b and any(a < y and x < b for x, y in row.get("unsure", ())):
                 labels[i] = -100
-        out.append({"input_ids": enc["input_ids"], "labels": labels, "source": row["source"].split(":")[0]})
+        out.append({"input_ids": enc["input_ids"], "labels": labels, "source": row["source"].split(":")[0],
+                    "names": len(row["entities"]), "disputed": len(row.get("unsure", ()))})
     return out
 
 
@@ -344,6 +345,10 @@ def train(args) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     staging = OUT.with_name(OUT.name + ".partial")
     model.save_pretrained(str(staging))
+    config = json.loads((staging / "adapter_config.json").read_text(encoding="utf-8"))
+    config["target_modules"] = sorted(config["target_modules"])  # peft writes a set: any order, run to run
+    config["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"  # not this machine's venv path
+    (staging / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for f in staging.iterdir():
         f.replace(OUT / f.name)
     staging.rmdir()
@@ -353,10 +358,10 @@ def train(args) -> None:
     report = {"seed": SEED, "steps": step, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
               "threads": args.threads, "top_layers_trained": args.top_layers, "sentences": len(items),
               "silver_sentences_available": len(rows), "sentences_by_source": sources,
+              "names_agreed": sum(it["names"] for it in items), "names_disputed": sum(it["disputed"] for it in items),
               "train_seconds": round(time.time() - t0), "total_seconds": round(time.time() - started),
               "loss_every_step": losses, "heldout_articles": list(HELDOUT_ARTICLES),
-              "teacher": "spaCy en_core_web_sm and en_core_web_md 3.8.0 where they agree "
-                         "(ner_models.spacy_doc_entities; names only one of them gives are left out of the loss)"}
+              "teacher": "spaCy en_core_web_sm + en_core_web_md 3.8.0, the names both give (ner_models.spacy_doc_entities)"}
     (OUT / "training_report.json").write_text(json.dumps(report), encoding="utf-8")
     write_card(report)
     print(f"saved to {OUT} after {step} steps, {time.time() - started:.0f} s in all", flush=True)

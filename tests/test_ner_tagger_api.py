@@ -136,6 +136,20 @@ def test_scores_on_the_users_own_conll_file(app, tmp_path):
     assert note == "100 sentences of the shipped gold split **speeches3**." and len(rows) == 3
 
 
+def test_training_curve_shows_the_loss_and_what_the_two_teachers_agreed_on(app):
+    import json
+
+    import ner_models
+
+    report = json.loads((ner_models.student_adapter_dir() / "training_report.json").read_text())
+    df, about = app.training_curve()
+    assert len(df) == report["steps"] == len(report["loss_every_step"])
+    assert df["loss"].iloc[-1] < df["loss"].iloc[0]  # the smoothed loss fell during training
+    assert 0 < report["names_disputed"] < report["names_agreed"]
+    assert (f"learned the {report['names_agreed']:,} names both agree on" in about
+            and f"of the {report['names_disputed']:,} names only one gives" in about)
+
+
 def test_typer_weights_table_reads_in_words(app):
     rows, note = app.typer_weights(n=10)
     assert len(rows) == 10 and "proposed" in note

@@ -302,7 +302,10 @@ def training_curve():
     smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
     df = pd.DataFrame({"step": list(range(1, len(losses) + 1)), "loss": smooth})
     about = (f"Trained {report['steps']} steps ({report['epochs']} epochs, batch {report['batch']}) on "
-             f"{report['sentences']} silver sentences labelled by the teachers ({report['teacher']}); LoRA on the top "
+             f"{report['sentences']:,} silver sentences labelled by two teachers ({report['teacher']}): the student "
+             f"learned the {report['names_agreed']:,} names both agree on, and the word pieces of the "
+             f"{report['names_disputed']:,} names only one gives (or types differently) carry no label, so neither "
+             "teacher's private mistakes are learned. LoRA on the top "
              f"{report['top_layers_trained']} encoder layers + a new head; {report['train_seconds']} s on "
              f"{report['threads']} CPU threads; seed {report['seed']}.")
     return df, about
