@@ -2,7 +2,9 @@
 a tiny random BERT with the real MiniLM word-piece vocabulary), windows, scoring, export, the gold
 set and the training script's data preparation. No trained model needed: fast."""
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -227,6 +229,23 @@ def test_gold_set_is_consistent():
             assert g["text"][e["start"]:e["end"]] == e["text"]
             n += e["coarse"] in ner_eval.EVAL_TYPES
     assert n >= 450
+
+
+def test_each_export_gets_its_own_folder_and_those_a_day_old_are_removed(tmp_path):
+    old, recent = tmp_path / "export_old", tmp_path / "export_recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "ner_corrected.conll").write_text("Paris B-LOC\n")
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(old, (two_days_ago, two_days_ago))
+    unrelated = tmp_path / "notes"  # not an export: never touched
+    unrelated.mkdir()
+    os.utime(unrelated, (two_days_ago, two_days_ago))
+    first = ner_export.new_export_folder(tmp_path)
+    second = ner_export.new_export_folder(tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert not old.exists()
+    assert (recent / "ner_corrected.conll").exists() and unrelated.exists()
 
 
 def test_export_conll_jsonl_and_atomic_write(tmp_path):

@@ -21,7 +21,7 @@ from shared.look import header  # noqa: E402
 from ner_align import STRATEGIES, aggregate  # noqa: E402
 from ner_eval import EVAL_TYPES, gold_split_sizes, load_conll, load_gold, resolve_annotations, score  # noqa: E402
 from ner_typer import FITTED_ON  # noqa: E402
-from ner_export import export_files, push_to_hub, valid_entities  # noqa: E402
+from ner_export import export_files, new_export_folder, push_to_hub, valid_entities  # noqa: E402
 import ner_models  # noqa: E402
 from ner_models import MAX_CHARS, MODELS, TaggerError, check_text, get_tagger, models_status  # noqa: E402
 from ner_views import pieces_rows, side_by_side, strategies_table  # noqa: E402
@@ -34,6 +34,7 @@ EXAMPLES = [
     "Ukraine and the Nord Stream pipeline.",
 ]
 ENTITY_COLUMNS = ["text", "coarse", "start", "end", "label"]
+EXPORTS = Path(tempfile.gettempdir()) / "ner_tagger_exports"  # each export's folder is removed after a day
 UPLOAD_TYPES = [".txt", ".md", ".text", ".csv", ".tsv", ".json", ".jsonl", ".conll", ".html", ".xml"]
 
 
@@ -187,7 +188,7 @@ def export(state, table):
     if not state or not state.get("text"):
         raise gr.Error("Tag a text first.")
     ents = _corrections(state["text"], table)
-    folder = Path(tempfile.mkdtemp(prefix="ner_export_"))  # one folder per request: never shared
+    folder = new_export_folder(EXPORTS)  # one folder per request: never shared
     conll, jsonl = export_files(folder, state["text"], ents)
     return gr.update(value=[str(conll), str(jsonl)], visible=True), f"Exported {len(ents)} entities."
 
@@ -343,7 +344,8 @@ def typer_weights(n: int = 20):
 
 # ---------------------------------------------------------------- layout
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="NER tagger") as demo:
+    # Gradio keeps a copy of every file it serves: let it remove those a day old, checking hourly.
+    with gr.Blocks(title="NER tagger", delete_cache=(3600, 86_400)) as demo:
         header("NER tagger", "Token classification: entities, BIO tags, sub-word alignment, and how models differ "
                              "on the same text, side by side.")
         state = gr.State({})

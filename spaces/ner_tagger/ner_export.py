@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -87,6 +89,21 @@ def to_jsonl(text: str, entities: list[dict], source: str = "ner_tagger lab") ->
                 if e["start"] >= start and e["end"] <= end]
         lines.append(json.dumps({"text": para, "entities": ents, "source": source}, ensure_ascii=False))
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def new_export_folder(parent: Path, keep_s: float = 86_400) -> Path:
+    """A fresh folder of its own for one export, under `parent`. Export folders older than `keep_s` (a day)
+    are removed first: a Space that serves a workshop for weeks would otherwise keep every download."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - keep_s
+    for old in parent.glob("export_*"):
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another request removed it first
+            pass
+    return Path(tempfile.mkdtemp(prefix="export_", dir=parent))
 
 
 def export_files(folder: Path, text: str, entities: list[dict], stem: str = "ner_corrected") -> tuple[Path, Path]:
