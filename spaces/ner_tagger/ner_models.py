@@ -725,7 +725,15 @@ class BestTagger(Tagger):
             if why:
                 e["why"] = why
             out.append(e)
-        return sorted(cls._acronyms_in_brackets(text, cls._consistent_names(text, out)), key=lambda e: e["start"])
+        final = cls._acronyms_in_brackets(text, cls._consistent_names(text, out))
+        for e in final:
+            found_as = COARSE.get(e["label"]) or HUB_COARSE.get(e["label"])
+            if found_as and found_as != e["coarse"]:
+                # best's own label is the type it chose ("Olaf Scholz": spaCy ORG, best PER); an API user reading
+                # "label" must not get the finder's overruled one. The hover keeps it.
+                e["why"] = "; ".join(filter(None, [e.get("why", ""), f"found as {e['label']}"]))
+                e["label"] = e["coarse"]
+        return sorted(final, key=lambda e: e["start"])
 
     @staticmethod
     def student_leaning(feats: dict) -> str | None:

@@ -62,7 +62,8 @@ def highlight(text: str, entities: list[dict], diff: set[tuple] = frozenset()) -
         out.append(html.escape(shown[pos:s]))
         coarse = e["coarse"]
         cls = "ner-ent ner-diff" if _key(e) in diff else "ner-ent"
-        title = f"{e.get('label', coarse)} → {coarse}"
+        label = e.get("label", coarse)
+        title = coarse if label == coarse else f"{label} → {coarse}"
         if "score" in e:
             title += f" · score {e['score']:.2f}"
         if e.get("why"):
