@@ -332,6 +332,9 @@ def test_ui_flow_tag_correct_score_export(app, tmp_path):
         app.run_models("", ["best"], "first", progress=lambda *a, **k: None)
     pieces, strategies, note = app.subword_view(SENTENCE, "student")
     assert any(str(p[1]).startswith("##") for p in pieces) and "average" in strategies
+    assert "one window of 128 holds them all" in note
+    pieces, _, note = app.subword_view(" ".join([SENTENCE] * 12), "student")
+    assert "overlapping windows of 128" in note and max(p[-1] for p in pieces) == 2
 
 
 def test_upload_that_is_not_text_is_refused(app, tmp_path, monkeypatch):

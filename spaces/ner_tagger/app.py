@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402
 
 from shared.launch import launch  # noqa: E402
 from shared.look import header  # noqa: E402
-from ner_align import STRATEGIES, aggregate  # noqa: E402
+from ner_align import STRATEGIES, WINDOW, aggregate, windows  # noqa: E402
 from ner_eval import EVAL_TYPES, gold_split_sizes, load_conll, load_gold, resolve_annotations, score  # noqa: E402
 from ner_typer import FITTED_ON  # noqa: E402
 from ner_export import export_files, new_export_folder, push_to_hub, valid_entities  # noqa: E402
@@ -135,10 +135,12 @@ def subword_view(text, name):
     pieces = tagger.pieces(text)
     _, tokenizer = tagger.load()
     by_strategy = {s: aggregate(pieces, s, tokenizer) for s in STRATEGIES}
-    n_windows = max((p.windows for p in pieces), default=1)
-    note = (f"{len(pieces)} word pieces" + (" (the table shows the first 400)" if len(pieces) > 400 else "")
-            + f"; pieces seen by {n_windows} overlapping windows get the mean of their probabilities."
-            if pieces else "No word pieces.")
+    n_windows = len(windows(len(pieces)))
+    shown = " (the table shows the first 400)" if len(pieces) > 400 else ""
+    note = ("No word pieces." if not pieces else
+            f"{len(pieces)} word pieces{shown}: one window of {WINDOW} holds them all." if n_windows == 1 else
+            f"{len(pieces)} word pieces{shown} in {n_windows} overlapping windows of {WINDOW}; a piece seen by two "
+            "windows gets the mean of their probabilities (the `windows` column).")
     return pieces_rows(pieces), strategies_table(by_strategy), note
 
 
