@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
 
 import shared.bootstrap  # noqa: E402,F401
+import ner_best  # noqa: E402
 import ner_eval  # noqa: E402
 import ner_models  # noqa: E402
 import ner_typer  # noqa: E402
@@ -54,7 +55,7 @@ def fit(sentences: list[dict]) -> ner_typer.Typer:
 
 def f1(typer: ner_typer.Typer, sentences: list[dict]) -> float:
     """Entity F1 of `best` with this typer: the lab's own decision path, on the precomputed features."""
-    pairs = [(s["text"], s["entities"], ner_models.BestTagger.decide(s["text"], [(c, f) for c, f, _, _ in s["rows"]],
+    pairs = [(s["text"], s["entities"], ner_best.BestTagger.decide(s["text"], [(c, f) for c, f, _, _ in s["rows"]],
                                                                       typer))
              for s in sentences]
     return ner_eval.score(pairs)["f1"]
@@ -77,7 +78,7 @@ def main(argv=None):
           + "   (the shipped typer)")
     if args.check:
         return
-    path = ner_models.typer_path()
+    path = ner_best.typer_path()
     path.write_text(json.dumps(typer.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     n_rows = sum(len(s["rows"]) for split in TRAIN_SPLITS for s in data[split])
     print(f"wrote {path.relative_to(ROOT)}: {len(typer.weights)} features x {len(typer.classes)} classes, "

@@ -31,7 +31,9 @@ _locks: dict[tuple, threading.Lock] = {}
 _guard = threading.Lock()
 
 
-def _once(key: tuple, build):
+def once(key: tuple, build):
+    """build() the first time `key` is asked for, then the same object; concurrent first calls wait for
+    one build. Labs use it for their own models and data too."""
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
@@ -49,7 +51,7 @@ def load_causal_lm(requested: str | None = None, fallback: bool = True, device: 
     choice = resolve("causal", requested, fallback)
     device = device or pick_device()
     dtype = pick_dtype(device)
-    model, tokenizer = _once(("causal", choice.spec.hub_id, choice.source, device),
+    model, tokenizer = once(("causal", choice.spec.hub_id, choice.source, device),
                              lambda: _load_causal(choice, device, dtype))
     return Loaded(model, tokenizer, choice, device, str(dtype).removeprefix("torch."))
 
@@ -112,7 +114,7 @@ def load_embedder(requested: str | None = None, fallback: bool = True, device: s
         except Exception as exc:
             raise ModelUnavailable(_explain(choice.spec.hub_id, exc)) from exc
 
-    return _once(("embeddings", choice.spec.hub_id, choice.source, device), build), choice
+    return once(("embeddings", choice.spec.hub_id, choice.source, device), build), choice
 
 
 def load_spacy():
@@ -122,4 +124,4 @@ def load_spacy():
 
         return spacy.load(embedded.spacy_model())
 
-    return _once(("spacy", embedded.SPACY_MODEL), build)
+    return once(("spacy", embedded.SPACY_MODEL), build)

@@ -175,6 +175,7 @@ def test_best_keeps_listed_companies_organisations(app):
 def test_best_knows_well_known_organisations_named_on_their_own(app):
     """Brands and charities that no stock index lists: the uncased student reads 'Oxfam said' as a person and
     drops 'Google' after 'Shares of'; the gazetteer's organisations stand on their own."""
+    import ner_best
     import ner_models
 
     for text, name in (("Oxfam said on Monday that aid had reached the camps.", "Oxfam"),
@@ -183,12 +184,13 @@ def test_best_knows_well_known_organisations_named_on_their_own(app):
         got = {e["text"]: e for e in ner_models.BEST.tag(text)}
         assert got[name]["coarse"] == "ORG", (text, got)
     # a place that is also a person's name still needs a second source ("Victoria", "Georgia")
-    assert ner_models.BestTagger.listed_type("Victoria") == ("LOC", "gazetteer LOC")
+    assert ner_best.BestTagger.listed_type("Victoria") == ("LOC", "gazetteer LOC")
 
 
 def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
     """spaCy says GPE and the gazetteer says LOC: a typer that leans PER on a possessive does not overrule
     both. A curated list plus one more source (the finder, or the student) outvote the typer."""
+    import ner_best
     import ner_models
 
     from ner_typer import Typer
@@ -200,7 +202,7 @@ def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
     leans_per = Typer(["LOC", "MISC", "O", "ORG", "PER"], {"poss": {"PER": 5.0}}, trust=1.0)
     cands = ner_models.BEST.candidates(text)
     typed = [(c, ner_models.BEST.features(text, c)) for c in cands]
-    [timor] = [e for e in ner_models.BestTagger.decide(text, typed, leans_per) if e["text"] == "East Timor"]
+    [timor] = [e for e in ner_best.BestTagger.decide(text, typed, leans_per) if e["text"] == "East Timor"]
     assert timor["coarse"] == "LOC" and timor["why"] == "gazetteer LOC, spaCy agrees (typer said PER)"
     # spaCy calls Tesla a person; the company list and the student both say ORG: two against one
     text = "Elon Musk said Tesla would open a factory in Mexico."
@@ -208,21 +210,21 @@ def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
                                                                           "Mexico": "LOC"}
     typed = [(c, ner_models.BEST.features(text, c, ner_models.STUDENT.pieces(text)))
              for c in ner_models.BEST.candidates(text, ner_models.STUDENT.pieces(text))]
-    [tesla] = [e for e in ner_models.BestTagger.decide(text, typed, leans_per) if e["text"] == "Tesla"]
+    [tesla] = [e for e in ner_best.BestTagger.decide(text, typed, leans_per) if e["text"] == "Tesla"]
     assert tesla["coarse"] == "ORG" and tesla["why"].startswith("listed company, student agrees")
-    assert ner_models.BestTagger.listed_type("East Timor") == ("LOC", "gazetteer LOC")
+    assert ner_best.BestTagger.listed_type("East Timor") == ("LOC", "gazetteer LOC")
     # an organisation the gazetteer names needs no second source; a place that is also a person's name does
     text = "Xinhua said Victoria had won."
     typed = [({"start": 0, "end": 6, "source": "spacy", "label": "PERSON"}, {}),
              ({"start": 12, "end": 20, "source": "spacy", "label": "PERSON"}, {})]
     got = {e["text"]: (e["label"], e["coarse"], e.get("why", ""))
-           for e in ner_models.BestTagger.decide(text, typed, leans_per)}
+           for e in ner_best.BestTagger.decide(text, typed, leans_per)}
     # best's label is the type it chose, not spaCy's overruled PERSON; the hover still says what spaCy found
     assert got == {"Xinhua": ("ORG", "ORG", "gazetteer ORG, an organisation named on its own (typer said PER); "
                                             "found as PERSON"),
                    "Victoria": ("PERSON", "PER", "spaCy proposed PER")}
-    assert ner_models.BestTagger.listed_type("Airbus") == ("ORG", "listed company")
-    assert ner_models.BestTagger.listed_type("Tim Cook") is None
+    assert ner_best.BestTagger.listed_type("Airbus") == ("ORG", "listed company")
+    assert ner_best.BestTagger.listed_type("Tim Cook") is None
     text = "This weekend I will meet Boris Yeltsin of the Russian Federation."  # a formal name: not an ORG
     assert {e["text"]: e["coarse"] for e in ner_models.BEST.tag(text)}["Russian Federation"] == "LOC"
     # an institution named on its own: the typer learned that a bare head noun ("Government") is no name
@@ -232,12 +234,13 @@ def test_best_keeps_a_type_that_spacy_and_the_gazetteer_agree_on(app):
 
 
 def test_best_says_why_and_falls_back_to_spacy_without_its_typer(app, monkeypatch):
+    import ner_best
     import ner_models
 
     text = "Later, Veronica called her lawyer from the station."
     [veronica] = ner_models.BEST.tag(text)
     assert "census name" in veronica["why"] and 0.0 < veronica["score"] <= 1.0
-    monkeypatch.setattr(ner_models, "load_typer", lambda: None)
+    monkeypatch.setattr(ner_best, "load_typer", lambda: None)
     assert [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)] == [("Veronica", "ORG")]
     assert "typer missing" in ner_models.BEST.status()[1]
 

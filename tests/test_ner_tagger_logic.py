@@ -14,6 +14,8 @@ sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import ner_align  # noqa: E402
+import ner_best  # noqa: E402
+import ner_entities  # noqa: E402
 import ner_eval  # noqa: E402
 import ner_export  # noqa: E402
 import ner_models  # noqa: E402
@@ -98,17 +100,17 @@ def test_unknown_strategy_is_refused(tiny_bert):
 def test_tidy_span_drops_articles_possessives_and_punctuation():
     text = "the United Nations' plan and Obasanjo's speech at the U.S. embassy (Inc.)"
     s = text.index("the United")
-    assert text.__getitem__(slice(*ner_models.tidy_span(text, s, s + len("the United Nations'")))) == "United Nations"
+    assert text.__getitem__(slice(*ner_entities.tidy_span(text, s, s + len("the United Nations'")))) == "United Nations"
     s = text.index("Obasanjo")
-    assert text.__getitem__(slice(*ner_models.tidy_span(text, s, s + len("Obasanjo's")))) == "Obasanjo"
+    assert text.__getitem__(slice(*ner_entities.tidy_span(text, s, s + len("Obasanjo's")))) == "Obasanjo"
     s = text.index("U.S.")
-    assert text.__getitem__(slice(*ner_models.tidy_span(text, s, s + 4))) == "U.S."
+    assert text.__getitem__(slice(*ner_entities.tidy_span(text, s, s + 4))) == "U.S."
     t = "Hunan province remained"
-    assert t.__getitem__(slice(*ner_models.strip_trailing_lowercase(t, 0, 14))) == "Hunan"
+    assert t.__getitem__(slice(*ner_best.strip_trailing_lowercase(t, 0, 14))) == "Hunan"
     t = "Osama bin Laden"
-    assert ner_models.strip_trailing_lowercase(t, 0, len(t)) == (0, len(t))
+    assert ner_best.strip_trailing_lowercase(t, 0, len(t)) == (0, len(t))
     t = "The University of Balochistan and Apple"  # spaCy's span ended on 'and'
-    assert t.__getitem__(slice(*ner_models.strip_trailing_lowercase(t, 4, 33))) == "University of Balochistan"
+    assert t.__getitem__(slice(*ner_best.strip_trailing_lowercase(t, 4, 33))) == "University of Balochistan"
 
 
 def test_titles_and_post_nominals_are_not_part_of_a_name():
@@ -116,7 +118,7 @@ def test_titles_and_post_nominals_are_not_part_of_a_name():
                        ("Vice President Al Gore", "Al Gore"), ("Dr. Jane Goodall", "Jane Goodall"),
                        ("Prince Harry", "Harry"), ("President", "President"), ("Mr smith", "Mr smith"),
                        ("John Major", "John Major"), ("Major", "Major")):
-        assert span.__getitem__(slice(*ner_models.strip_title(span, 0, len(span)))) == name
+        assert span.__getitem__(slice(*ner_best.strip_title(span, 0, len(span)))) == name
 
 
 def test_student_groups_broken_at_a_connector_are_joined():
@@ -124,7 +126,7 @@ def test_student_groups_broken_at_a_connector_are_joined():
     groups = [{"start": text.index(w), "end": text.index(w) + len(w), "entity_group": t}
               for w, t in (("Gulf of", "LOC"), ("Saint Lawrence", "LOC"), ("Bay of", "LOC"), ("Fundy", "ORG"),
                            ("Smith", "PER"), ("Jones", "PER"))]
-    joined = [(text[g["start"]:g["end"]], g["entity_group"]) for g in ner_models.join_connected(text, groups)]
+    joined = [(text[g["start"]:g["end"]], g["entity_group"]) for g in ner_best.join_connected(text, groups)]
     # a connector at the end of a group joins it to the next; 'and' between two whole names joins nothing
     assert joined == [("Gulf of Saint Lawrence", "LOC"), ("Bay of Fundy", "LOC"), ("Smith", "PER"), ("Jones", "PER")]
 
@@ -137,7 +139,7 @@ def test_a_name_after_head_noun_of_takes_it_in():
                               ("the President of France", "France", "France"),  # not a head noun of a name
                               ("the rest of Europe", "Europe", "Europe")):
         start = text.index(found)
-        assert text[ner_models.extend_head_of(text, start):start + len(found)] == name
+        assert text[ner_best.extend_head_of(text, start):start + len(found)] == name
     # two names already found stay two: 'Brahui Language Board' of 'University of Balochistan'
     text = "It was developed by the Brahui Language Board of the University of Balochistan in Quetta."
     names = [text[c["start"]:c["end"]] for c in ner_models.BEST.candidates(text)]
@@ -148,18 +150,18 @@ def test_a_name_holds_no_half_bracket_and_no_leading_common_word():
     for span, coarse, name in (("Organisation of the Islamic Conference (OIC", "ORG", "Organisation of the Islamic Conference"),
                                ("OIC) Jakarta", "LOC", "Jakarta"), ("west Japan", "LOC", "Japan"),
                                ("de Gaulle", "PER", "de Gaulle"), ("Johor Bahru (Malaysia)", "LOC", "Johor Bahru")):
-        assert span.__getitem__(slice(*ner_models.name_span(span, 0, len(span), coarse))) == name
+        assert span.__getitem__(slice(*ner_best.name_span(span, 0, len(span), coarse))) == name
 
 
 def test_a_name_found_in_part_by_one_finder_and_whole_by_the_other_is_whole():
     text = "Kim Do Hoon scored in Johor Bahru, said US President Bill Clinton."
     at = lambda w: (text.index(w), text.index(w) + len(w))  # noqa: E731
     groups = [at("Kim Do Hoon"), at("Johor Bahru"), at("US President Bill Clinton")]
-    assert text.__getitem__(slice(*ner_models.whole_name(text, at("Kim"), groups))) == "Kim Do Hoon"
-    assert text.__getitem__(slice(*ner_models.whole_name(text, at("Bahru"), groups))) == "Johor Bahru"
+    assert text.__getitem__(slice(*ner_best.whole_name(text, at("Kim"), groups))) == "Kim Do Hoon"
+    assert text.__getitem__(slice(*ner_best.whole_name(text, at("Bahru"), groups))) == "Johor Bahru"
     # a title or a listed place is no part of the name
-    assert text.__getitem__(slice(*ner_models.whole_name(text, at("Bill Clinton"), groups))) == "Bill Clinton"
-    assert ner_models.whole_name(text, at("scored"), groups) == at("scored")
+    assert text.__getitem__(slice(*ner_best.whole_name(text, at("Bill Clinton"), groups))) == "Bill Clinton"
+    assert ner_best.whole_name(text, at("scored"), groups) == at("scored")
 
 
 def test_capitalised_common_nouns_are_no_names():
@@ -168,31 +170,31 @@ def test_capitalised_common_nouns_are_no_names():
 
 
 def test_census_names_and_head_nouns_say_a_type():
-    gazetteer = ner_models.load_gazetteer()
-    assert ner_models.looks_like_person(["Veronica"], gazetteer)
-    assert ner_models.looks_like_person(["Lincoln", "Burrows"], gazetteer)
-    assert ner_models.looks_like_person(["Slayton"], gazetteer)  # a census surname alone
-    assert not ner_models.looks_like_person(["Georgia"], gazetteer)  # a place in the gazetteer
-    assert not ner_models.looks_like_person(["Goldman", "Sachs"], gazetteer)  # no given name first
-    assert not ner_models.looks_like_person([], gazetteer)
-    assert not ner_models.looks_like_person(["Apple"], gazetteer)  # a listed company, only a surname
-    assert ner_models.looks_like_person(["Dana"], gazetteer)  # a listed company too, but a given name
-    assert ner_models.head_type("University of Balochistan".split()) == "ORG"
-    assert ner_models.head_type("Academy Award for Best Production Design".split()) == "MISC"
-    assert ner_models.head_type("Puerto Rico Trench".split()) == "LOC"
-    assert ner_models.head_type("Salomon Brothers".split()) == "ORG"  # a company-name ending
-    assert ner_models.head_type("Angela Merkel".split()) is None
-    assert ner_models.head_type([]) is None
+    gazetteer = ner_best.load_gazetteer()
+    assert ner_best.looks_like_person(["Veronica"], gazetteer)
+    assert ner_best.looks_like_person(["Lincoln", "Burrows"], gazetteer)
+    assert ner_best.looks_like_person(["Slayton"], gazetteer)  # a census surname alone
+    assert not ner_best.looks_like_person(["Georgia"], gazetteer)  # a place in the gazetteer
+    assert not ner_best.looks_like_person(["Goldman", "Sachs"], gazetteer)  # no given name first
+    assert not ner_best.looks_like_person([], gazetteer)
+    assert not ner_best.looks_like_person(["Apple"], gazetteer)  # a listed company, only a surname
+    assert ner_best.looks_like_person(["Dana"], gazetteer)  # a listed company too, but a given name
+    assert ner_best.head_type("University of Balochistan".split()) == "ORG"
+    assert ner_best.head_type("Academy Award for Best Production Design".split()) == "MISC"
+    assert ner_best.head_type("Puerto Rico Trench".split()) == "LOC"
+    assert ner_best.head_type("Salomon Brothers".split()) == "ORG"  # a company-name ending
+    assert ner_best.head_type("Angela Merkel".split()) is None
+    assert ner_best.head_type([]) is None
 
 
 def test_check_text_messages():
-    assert ner_models.check_text("") == ""
+    assert ner_entities.check_text("") == ""
     for bad in (None, b"bytes", 12):
-        with pytest.raises(ner_models.TaggerError):
-            ner_models.check_text(bad)
-    with pytest.raises(ner_models.TaggerError, match="at most"):
-        ner_models.check_text("a" * (ner_models.MAX_CHARS + 1))
-    with pytest.raises(ner_models.TaggerError, match="Unknown model"):
+        with pytest.raises(ner_entities.TaggerError):
+            ner_entities.check_text(bad)
+    with pytest.raises(ner_entities.TaggerError, match="at most"):
+        ner_entities.check_text("a" * (ner_entities.MAX_CHARS + 1))
+    with pytest.raises(ner_entities.TaggerError, match="Unknown model"):
         ner_models.get_tagger("gpt-7")
     assert ner_models.get_tagger("SPACY") is ner_models.SPACY
 
@@ -203,7 +205,7 @@ def test_offline_hub_models_say_why(monkeypatch):
     assert not ok and "offline" in why
     ok, why = ner_models.GLINER.status()
     assert not ok and why
-    with pytest.raises(ner_models.TaggerError):
+    with pytest.raises(ner_entities.TaggerError):
         ner_models.tag("Paris", "bert-base-NER")
 
 
@@ -304,12 +306,10 @@ def test_training_data_preparation_on_a_tiny_sample():
 
 
 def test_an_acronym_in_brackets_takes_the_type_of_the_name_it_abbreviates():
-    import ner_models
-
     text = "Ministers of the Organisation of the Islamic Conference (OIC) met the Labour Party (ALP)."
-    org = ner_models.entity(text, text.index("Organisation"), text.index(" (OIC"), "ORG", "ORG")
-    labour = ner_models.entity(text, text.index("Labour"), text.index(" (ALP"), "ORG", "ORG")
-    got = ner_models.BestTagger._acronyms_in_brackets(text, [org, labour])
+    org = ner_entities.entity(text, text.index("Organisation"), text.index(" (OIC"), "ORG", "ORG")
+    labour = ner_entities.entity(text, text.index("Labour"), text.index(" (ALP"), "ORG", "ORG")
+    got = ner_best.BestTagger._acronyms_in_brackets(text, [org, labour])
     # OIC are the initials of the name before it; ALP are not the initials of 'Labour Party'
     assert [(e["text"], e["coarse"]) for e in got] == [("Organisation of the Islamic Conference", "ORG"),
                                                         ("Labour Party", "ORG"), ("OIC", "ORG")]
@@ -317,12 +317,10 @@ def test_an_acronym_in_brackets_takes_the_type_of_the_name_it_abbreviates():
 
 
 def test_a_name_holds_no_comma_unless_an_abbreviation_follows():
-    import ner_models
-
     for span, parts in (("Goa, Panaji", ["Goa", "Panaji"]), ("Tieck, Schelling", ["Tieck", "Schelling"]),
                         ("Washington, D.C.", ["Washington, D.C."]), ("Acme, Inc.", ["Acme, Inc."]),
                         ("Paris", ["Paris"])):
-        assert [span[a:b] for a, b in ner_models.split_at_commas(span, 0, len(span))] == parts
+        assert [span[a:b] for a, b in ner_best.split_at_commas(span, 0, len(span))] == parts
 
 
 def test_conll_files_load_as_detokenized_sentences_with_entities(tmp_path):

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import ner_best  # noqa: E402
 import ner_models  # noqa: E402
 import ner_typer  # noqa: E402
 
@@ -70,12 +71,12 @@ def test_fit_needs_three_classes():
 
 
 def test_why_text_reads_like_words():
-    assert ner_models.why_text("sp=ORG") == "spaCy label ORG"
-    assert ner_models.why_text("mass_PER") == "student leans PER"
-    assert ner_models.why_text("src=spacy") == "found by spaCy"
-    assert ner_models.why_text("prev=in") == "after 'in'"
-    assert ner_models.why_text("head_ORG") == "head noun ORG"
-    assert ner_models.why_text("census") == "census name"
+    assert ner_best.why_text("sp=ORG") == "spaCy label ORG"
+    assert ner_best.why_text("mass_PER") == "student leans PER"
+    assert ner_best.why_text("src=spacy") == "found by spaCy"
+    assert ner_best.why_text("prev=in") == "after 'in'"
+    assert ner_best.why_text("head_ORG") == "head noun ORG"
+    assert ner_best.why_text("census") == "census name"
 
 
 def test_features_name_the_evidence():
@@ -94,7 +95,7 @@ def test_shipped_typer_is_what_the_script_fits():
     """scripts/train_ner_best.py on the shipped gold set, spaCy and student gives the shipped weights."""
     import train_ner_best
 
-    shipped = ner_typer.Typer.load(ner_models.typer_path())
+    shipped = ner_typer.Typer.load(ner_best.typer_path())
     assert shipped is not None, "assets/ner_tagger/best_typer.json is missing: run scripts/train_ner_best.py"
     refit = train_ner_best.fit([s for split in train_ner_best.TRAIN_SPLITS for s in train_ner_best.rows_for(split)])
     assert set(refit.weights) == set(shipped.weights)

@@ -22,8 +22,10 @@ from ner_align import STRATEGIES, WINDOW, aggregate, windows  # noqa: E402
 from ner_eval import EVAL_TYPES, gold_split_sizes, load_conll, load_gold, resolve_annotations, score  # noqa: E402
 from ner_typer import FITTED_ON  # noqa: E402
 from ner_export import export_files, new_export_folder, push_to_hub, valid_entities  # noqa: E402
+import ner_best  # noqa: E402
 import ner_models  # noqa: E402
-from ner_models import MAX_CHARS, MODELS, TaggerError, check_text, get_tagger, models_status  # noqa: E402
+from ner_entities import MAX_CHARS, TaggerError, check_text  # noqa: E402
+from ner_models import MODELS, get_tagger, models_status  # noqa: E402
 from ner_views import pieces_rows, side_by_side, strategies_table  # noqa: E402
 
 EXAMPLES = [
@@ -333,11 +335,11 @@ TYPER_COLUMNS = ("PER", "ORG", "LOC", "MISC", "O")
 
 def typer_weights(n: int = 20):
     """What best's typer learned: the n pieces of evidence with the largest weights, one column per type."""
-    typer = ner_models.load_typer()
+    typer = ner_best.load_typer()
     if typer is None:
         return None, "No typer: run scripts/train_ner_best.py."
     strongest = sorted(typer.weights.items(), key=lambda kv: -max(abs(w) for w in kv[1].values()))[:n]
-    rows = [[ner_models.why_text(name)] + [round(ws.get(c, 0.0), 2) for c in TYPER_COLUMNS] for name, ws in strongest]
+    rows = [[ner_best.why_text(name)] + [round(ws.get(c, 0.0), 2) for c in TYPER_COLUMNS] for name, ws in strongest]
     note = (f"Each candidate starts with +{typer.trust:.2f} for the type its finder proposed; then every piece of "
             f"evidence adds its weight (times its value, 0-1) to each type's score, and the highest score wins "
             f"(O = not a name). The {n} strongest of {len(typer.weights)} learned weights:")
