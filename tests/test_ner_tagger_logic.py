@@ -149,7 +149,8 @@ def test_a_name_after_head_noun_of_takes_it_in():
 def test_a_name_holds_no_half_bracket_and_no_leading_common_word():
     for span, coarse, name in (("Organisation of the Islamic Conference (OIC", "ORG", "Organisation of the Islamic Conference"),
                                ("OIC) Jakarta", "LOC", "Jakarta"), ("west Japan", "LOC", "Japan"),
-                               ("de Gaulle", "PER", "de Gaulle"), ("Johor Bahru (Malaysia)", "LOC", "Johor Bahru")):
+                               ("de Gaulle", "PER", "de Gaulle"), ("née Brende Mendelssohn", "PER", "Brende Mendelssohn"),
+                               ("iPhone X", "MISC", "iPhone X"), ("Johor Bahru (Malaysia)", "LOC", "Johor Bahru")):
         assert span.__getitem__(slice(*ner_best.name_span(span, 0, len(span), coarse))) == name
 
 
@@ -316,11 +317,13 @@ def test_an_acronym_in_brackets_takes_the_type_of_the_name_it_abbreviates():
     assert got[-1]["why"] == "the initials of 'Organisation of the Islamic Conference'"
 
 
-def test_a_name_holds_no_comma_unless_an_abbreviation_follows():
+def test_a_name_holds_no_comma_unless_an_abbreviation_follows_nor_a_spaced_slash_or_dash():
     for span, parts in (("Goa, Panaji", ["Goa", "Panaji"]), ("Tieck, Schelling", ["Tieck", "Schelling"]),
                         ("Washington, D.C.", ["Washington, D.C."]), ("Acme, Inc.", ["Acme, Inc."]),
-                        ("Paris", ["Paris"])):
-        assert [span[a:b] for a, b in ner_best.split_at_commas(span, 0, len(span))] == parts
+                        ("Paris", ["Paris"]), ("British Airways / American", ["British Airways", "American"]),
+                        ("FEATURE - Singapore", ["FEATURE", "Singapore"]), ("Oslo \u2013 Bergen", ["Oslo", "Bergen"]),
+                        ("Dallas-Fort Worth", ["Dallas-Fort Worth"]), ("AC/DC", ["AC/DC"])):
+        assert [span[a:b] for a, b in ner_best.split_at_separators(span, 0, len(span))] == parts
 
 
 def test_conll_files_load_as_detokenized_sentences_with_entities(tmp_path):

@@ -114,7 +114,7 @@ def strip_trailing_lowercase(text: str, start: int, end: int) -> tuple[int, int]
 _TITLES = set("""Mr Mrs Ms Miss Mx Dr Prof Professor Sir Dame Lord President Vice Prime Minister Premier Chancellor
     Senator Sen Rep Representative Congressman Congresswoman Governor Gov Mayor General Gen Colonel Col Major Maj
     Captain Capt Lieutenant Lt Sergeant Sgt Admiral Adm Commander Judge Justice King Queen Prince Princess Pope
-    Emperor Empress Sheikh Rev Reverend Father Bishop Archbishop Cardinal Rabbi Imam Ayatollah Spokesman
+    Emperor Empress Sheikh Rev Reverend Father Fr Bishop Archbishop Cardinal Rabbi Imam Ayatollah Spokesman
     Spokeswoman Spokesperson Chairman Chairwoman Chief Coach Detective Inspector Constable Superintendent Deputy
     Secretary Ambassador""".split())
 _POST_NOMINALS = {"QC", "KC", "SC", "MP", "MLA", "MLC", "MEP", "PhD"}
@@ -148,11 +148,12 @@ def cut_open_bracket(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def strip_leading_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
-    """'west Japan' -> 'Japan': a name does not start with a common lowercase word (a name particle like
-    'de' or 'van' stays)."""
+    """'west Japan' -> 'Japan', 'née Brende Mendelssohn' -> 'Brende Mendelssohn': a name does not start with
+    a common lowercase word (a name particle like 'de' or 'van' stays)."""
     while True:
-        m = re.match(r"([a-z][a-z\-]*)\s+(?=\S)", text[start:end])
-        if not m or m.group(1) in _NAME_PARTICLES or not has_capital(text[start + m.end():end]):
+        m = re.match(r"([^\W\d_][\w\-]*)\s+(?=\S)", text[start:end])
+        if not m or not m.group(1).islower() or m.group(1) in _NAME_PARTICLES or \
+                not has_capital(text[start + m.end():end]):
             return start, end
         start += m.end()
 
@@ -188,13 +189,14 @@ def extend_head_of(text: str, start: int) -> int:
     return _SENTENCE_WORDS.match(text, new_start).end()
 
 
-def split_at_commas(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """'Goa, Panaji' or 'Tieck, Schelling' -> two names: a name holds no comma, unless what follows it is
-    an abbreviation ('Washington, D.C.', 'Acme, Inc.', 'Martin Luther King, Jr.')."""
+def split_at_separators(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """'Goa, Panaji', 'British Airways / American', 'FEATURE - Singapore' -> two names. A name holds no
+    semicolon, no slash or dash with spaces around it ('Dallas-Fort Worth' keeps its hyphen), and no comma
+    unless an abbreviation follows ('Washington, D.C.', 'Acme, Inc.', 'Martin Luther King, Jr.')."""
     parts, cut = [], start
-    for m in re.finditer(r",\s+", text[start:end]):
+    for m in re.finditer(r",\s+|;\s+|\s+[/|\-\u2013\u2014]\s+", text[start:end]):
         rest = text[start + m.end():end]
-        if re.match(r"(?:[A-Z]\.)+|(?:Inc|Ltd|Jr|Sr|Co|Corp|LLC|plc)\b", rest):
+        if m.group()[0] == "," and re.match(r"(?:[A-Z]\.)+|(?:Inc|Ltd|Jr|Sr|Co|Corp|LLC|plc)\b", rest):
             continue
         parts.append((cut, start + m.start()))
         cut = start + m.end()
@@ -406,11 +408,12 @@ class BestTagger(Tagger):
         student_spans = [(start, end) for start, end, _ in groups]
         for ent in self.spacy.doc(text).ents:
             if COARSE.get(ent.label_):  # not dates, numbers, money
-                for start, end in split_at_commas(text, ent.start_char, ent.end_char):
+                for start, end in split_at_separators(text, ent.start_char, ent.end_char):
                     span = name_span(text, start, end, COARSE[ent.label_])
                     add(*whole_name(text, span, student_spans), "spacy", ent.label_)
         for start, end, label in groups:
-            add(start, end, "student", label)
+            if text[start:end].rstrip(".") not in _TITLES:  # a title the student split off a name ("Fr" Sousa)
+                add(start, end, "student", label)
         gazetteer = load_gazetteer()
         if gazetteer and cased:
             pattern = once(("ner", "gazetteer-re"), lambda: re.compile(
