@@ -191,7 +191,7 @@ def extend_head_of(text: str, start: int) -> int:
 
 def split_at_separators(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """'Goa, Panaji', 'British Airways / American', 'FEATURE - Singapore' -> two names. A name holds no
-    semicolon, no slash or dash with spaces around it ('Dallas-Fort Worth' keeps its hyphen), and no comma
+    semicolon, no slash, bar or dash with spaces around it ('Dallas-Fort Worth' keeps its hyphen), and no comma
     unless an abbreviation follows ('Washington, D.C.', 'Acme, Inc.', 'Martin Luther King, Jr.')."""
     parts, cut = [], start
     for m in re.finditer(r",\s+|;\s+|\s+[/|\-\u2013\u2014]\s+", text[start:end]):
