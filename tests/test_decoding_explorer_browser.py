@@ -23,11 +23,20 @@ def test_generate_click_token_branch_and_screenshot(page, smollm2):
         assert len(cards) == 4 and all(text.strip() for text in cards)
         # per-token view of the top-p output: click the third token, alternatives and the pipeline appear
         page.get_by_label("Top-p (nucleus) sampling").last.check()
-        page.wait_for_timeout(1500)
-        page.locator("[data-testid='highlighted-text'] .token-container, .textfield .token-container").nth(2).click()
-        page.wait_for_selector(".dx-pipe", timeout=60_000)
+        tokens = page.locator("[data-testid='highlighted-text'] .token-container, .textfield .token-container")
+        # The token view re-renders for the chosen strategy; on a busy machine that can take a while, and a
+        # click before it lands shows the previous strategy's step. Click until the step shown is top-p's.
+        for _ in range(30):
+            page.wait_for_timeout(1000)
+            tokens.nth(2).click()
+            page.wait_for_selector(".dx-pipe", timeout=60_000)
+            page.wait_for_timeout(500)
+            if page.get_by_text("Top-p (nucleus) sampling, step 3:").count():
+                break
+        page.get_by_text("Top-p (nucleus) sampling, step 3:").first.wait_for(timeout=30_000)
         assert page.get_by_text("← picked").count() >= 1
-        assert page.locator(".dx-pipe th").count() == 3  # token, raw, top-p 0.9
+        page.wait_for_function("document.querySelectorAll('.dx-pipe th').length === 3",
+                               timeout=30_000)  # token, raw, top-p 0.9
         page.get_by_role("button", name="Branch: continue with this token").click()
         page.get_by_text("Branch of").first.wait_for(timeout=120_000)
         path = screenshot(page, "decoding_explorer")
