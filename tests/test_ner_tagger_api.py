@@ -370,17 +370,16 @@ def test_upload_that_is_not_text_is_refused(app, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- browser
 def test_browser_tag_and_screenshot(server, page):
-    if True:
-        page.goto(server)
-        page.get_by_role("button", name="Tag", exact=True).click()
-        page.wait_for_selector(".ner-col mark.ner-ent", timeout=120_000)
-        page.get_by_role("button", name="Score models vs corrections").click()
-        page.wait_for_timeout(1500)
-        page.get_by_role("tab", name="Sub-word view").click()
-        page.get_by_role("button", name="Show pieces").click()
-        page.wait_for_selector(".ner-strat", timeout=60_000)
-        page.get_by_role("tab", name="Correct & score").click()
-        page.wait_for_timeout(500)
-        assert page.locator(".ner-col").count() == 3
-        path = screenshot(page, "ner_tagger")
+    page.goto(server)
+    page.get_by_role("button", name="Tag", exact=True).click()
+    page.wait_for_selector(".ner-col mark.ner-ent", timeout=120_000)
+    page.get_by_role("button", name="Score models vs corrections").click()
+    page.wait_for_timeout(1500)
+    page.get_by_role("tab", name="Sub-word view").click()
+    page.get_by_role("button", name="Show pieces").click()
+    page.wait_for_selector(".ner-strat", timeout=60_000)
+    page.get_by_role("tab", name="Correct & score").click()
+    page.wait_for_timeout(500)
+    assert page.locator(".ner-col").count() == 3
+    path = screenshot(page, "ner_tagger")
     assert path.exists()
