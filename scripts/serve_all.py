@@ -126,7 +126,7 @@ def create_app(names: list[str] | None = None, root: Path = ROOT):
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-    from shared.launch import CONCURRENCY, MAX_FILE_SIZE, QUEUE_MAX_SIZE
+    from shared.launch import MAX_FILE_SIZE, prepare
     from shared.look import CSS, THEME
 
     app = FastAPI(title="GenAI Lab Playground", docs_url=None, redoc_url=None, openapi_url=None)
@@ -149,7 +149,7 @@ def create_app(names: list[str] | None = None, root: Path = ROOT):
             return RedirectResponse(f"/{name}/")
 
         app.add_api_route(f"/{name}", bare, include_in_schema=False)
-        e["demo"].queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+        prepare(e["demo"])
         gr.mount_gradio_app(app, e["demo"], path=f"/{name}", theme=THEME, css=CSS + NAV_CSS, head=NAV_HEAD, max_file_size=MAX_FILE_SIZE,
                             show_error=True, ssr_mode=False)
     app.state.entries = entries

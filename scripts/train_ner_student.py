@@ -7,7 +7,7 @@ en_core_web_sm and en_core_web_md, on real text that ships inside the gensim 4.3
   * lee_background.cor, 300 Australian news texts (the 50 texts of lee.cor are kept out for the
     same reason).
 
-The teachers' entities are mapped to PER/ORG/LOC/MISC (ner_entities.COARSE plus its span clean-up)
+The teachers' entities are mapped to PER/ORG/LOC/MISC with the lab's span clean-up (ner_models.spacy_doc_entities)
 and aligned to word pieces as BIO tags (ner_align.bio_for_pieces). The student learns the names both
 teachers agree on; the word pieces of a name only one of them gives (or types differently) are left
 out of the loss, which removes much of each teacher's noise (see bench/results/ner_tagger.md). Only

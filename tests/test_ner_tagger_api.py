@@ -253,7 +253,6 @@ def test_best_knows_a_given_name_that_spacy_calls_an_organisation(app):
     assert [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)] == [("Veronica", "PER")]
 
 
-
 def test_best_splits_names_at_a_spaced_slash_or_dash_and_keeps_no_title_or_lowercase_word(app):
     import ner_models
 
@@ -266,6 +265,7 @@ def test_best_splits_names_at_a_spaced_slash_or_dash_and_keeps_no_title_or_lower
     assert names("Fr Francisco Sousa documented the religious importance of the island.") == [
         ("Francisco Sousa", "PER")]
     assert ("Brende Mendelssohn", "PER") in names("He married Dorothea, née Brende Mendelssohn, in Berlin.")
+
 
 # ---------------------------------------------------------------- API and bad input
 def test_api_models_and_tag(client):

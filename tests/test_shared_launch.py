@@ -44,6 +44,19 @@ def test_launch_kwargs_are_safe():
     assert kwargs["theme"] is not None and kwargs["css"]
 
 
+
+def test_prepare_queues_and_cleans_up_cached_files_after_a_day():
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        gr.Markdown("hello")
+    assert launch.prepare(demo) is demo
+    assert demo.delete_cache == launch.CACHE_CLEANUP == (3600, 86_400)
+    assert demo._queue.max_size == launch.QUEUE_MAX_SIZE
+    with gr.Blocks(delete_cache=(60, 600)) as own:  # a lab that chose its own keeps it
+        gr.Markdown("hello")
+    assert launch.prepare(own).delete_cache == (60, 600)
+
 def test_missing_package_message_names_the_command():
     code = "import shared.bootstrap as b; b.require('json', 'no_such_package_xyz')"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

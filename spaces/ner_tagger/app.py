@@ -348,8 +348,7 @@ def typer_weights(n: int = 20):
 
 # ---------------------------------------------------------------- layout
 def build_demo() -> gr.Blocks:
-    # Gradio keeps a copy of every file it serves: let it remove those a day old, checking hourly.
-    with gr.Blocks(title="NER tagger", delete_cache=(3600, 86_400)) as demo:
+    with gr.Blocks(title="NER tagger") as demo:
         header("NER tagger", "Token classification: entities, BIO tags, sub-word alignment, and how models differ "
                              "on the same text, side by side.")
         state = gr.State({})

@@ -91,6 +91,7 @@ class Tagger:
         return True, "offline, embedded"
 
     def tag(self, text: str) -> list[dict]:
+        """The entities of `text`: every tagger of the lab defines this (the interface, not a stub)."""
         raise NotImplementedError
 
 
