@@ -267,6 +267,17 @@ def test_best_splits_names_at_a_spaced_slash_or_dash_and_keeps_no_title_or_lower
     assert ("Brende Mendelssohn", "PER") in names("He married Dorothea, née Brende Mendelssohn, in Berlin.")
 
 
+def test_best_reads_a_city_before_its_state_and_a_currency_prefix(app):
+    import ner_models
+
+    # the student and the census list say 'Irving' is a person; a place spaCy saw, followed by its state, is a place
+    [irving, texas] = ner_models.BEST.tag("A teenager from Irving, Texas, built the clock himself.")
+    assert (irving["text"], irving["coarse"]) == ("Irving", "LOC") and "followed by ', Texas'" in irving["why"]
+    assert (texas["text"], texas["coarse"]) == ("Texas", "LOC")
+    # the student marks 'US' in 'US$' as the country
+    assert ner_models.BEST.tag("He was freed on US$ 50,000 bond on Monday.") == []
+
+
 # ---------------------------------------------------------------- API and bad input
 def test_api_models_and_tag(client):
     names = client.predict(api_name="/models")

@@ -154,6 +154,15 @@ def test_a_name_holds_no_half_bracket_and_no_leading_common_word():
         assert span.__getitem__(slice(*ner_best.name_span(span, 0, len(span), coarse))) == name
 
 
+def test_an_organisation_or_place_does_not_end_in_a_role():
+    for span, coarse, name in (("State Department Spokesperson", "ORG", "State Department"),
+                               ("NASA Administrator", "ORG", "NASA"), ("Kremlin Chief", "LOC", "Kremlin"),
+                               ("Chief", "ORG", "Chief"),  # nothing left: stays as it is
+                               ("Ministry of Defence", "ORG", "Ministry of Defence"),
+                               ("Anne Director", "PER", "Anne Director")):  # a person's surname may be a role word
+        assert span.__getitem__(slice(*ner_best.name_span(span, 0, len(span), coarse))) == name
+
+
 def test_a_name_found_in_part_by_one_finder_and_whole_by_the_other_is_whole():
     text = "Kim Do Hoon scored in Johor Bahru, said US President Bill Clinton."
     at = lambda w: (text.index(w), text.index(w) + len(w))  # noqa: E731
@@ -185,6 +194,9 @@ def test_census_names_and_head_nouns_say_a_type():
     assert ner_best.head_type("Puerto Rico Trench".split()) == "LOC"
     assert ner_best.head_type("Salomon Brothers".split()) == "ORG"  # a company-name ending
     assert ner_best.head_type("Angela Merkel".split()) is None
+    assert ner_best.head_type("Deseret News".split()) == "ORG"  # a newspaper
+    assert ner_best.head_type("Grand Mosque".split()) == "LOC"  # a building
+    assert ner_best.head_type("Intel Science Fair".split()) == "MISC"  # an event
     assert ner_best.head_type([]) is None
 
 

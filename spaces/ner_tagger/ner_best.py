@@ -76,12 +76,14 @@ HEAD_NOUNS = {
         Parliament Congress Senate Government Administration Bureau Authority Press Times Post Journal Fund
         Corps Force Forces Guard Church School Schools Network Brothers Bros Holdings Partners Associates Industries
         Enterprises Motors Systems Technologies Communications Records Recordings Magazine Studios Pictures
-        Entertainment Media Labs Laboratories Pharmaceuticals Securities Investments Insurance Telecom""",
+        Entertainment Media Labs Laboratories Pharmaceuticals Securities Investments Insurance Telecom News Gazette
+        Herald Tribune Telegraph Chronicle Observer Mail Express Mirror Guardian Broadcasting Television""",
     "MISC": """Award Awards Prize Medal Cup Championship Championships Olympics Games Festival Index Crisis War
-        Wars Act Treaty Declaration Constitution Accord Revolution""",
+        Wars Act Treaty Declaration Constitution Accord Revolution Fair Expo Exhibition Tournament Marathon Summit""",
     "LOC": """River Mountains Mountain Lake Ocean Sea Island Islands Province District County Valley Desert Bay
         Gulf Peninsula Street Avenue Airport Bridge Square Republic Kingdom Empire Trench Strait Canal Park
-        Mount Forest Coast Range Hills Plain Plains Peak Harbor Harbour Cape Glacier Reef Basin Plateau""",
+        Mount Forest Coast Range Hills Plain Plains Peak Harbor Harbour Cape Glacier Reef Basin Plateau Mosque
+        Cathedral Temple Stadium Arena Palace Castle Tower Station Beach Canyon Road Boulevard Highway Falls""",
 }
 _HEAD_TYPE = {w: t for t, words in HEAD_NOUNS.items() for w in words.split()}
 
@@ -118,6 +120,10 @@ _TITLES = set("""Mr Mrs Ms Miss Mx Dr Prof Professor Sir Dame Lord President Vic
     Spokeswoman Spokesperson Chairman Chairwoman Chief Coach Detective Inspector Constable Superintendent Deputy
     Secretary Ambassador""".split())
 _POST_NOMINALS = {"QC", "KC", "SC", "MP", "MLA", "MLC", "MEP", "PhD"}
+# The titles that can also follow the organisation a person speaks or works for ('State Department Spokesperson').
+_ROLES = {"Spokesman", "Spokeswoman", "Spokesperson", "Chairman", "Chairwoman", "Administrator", "Director",
+          "Minister", "Secretary", "President", "Governor", "Commissioner", "Ambassador", "Chief", "Editor",
+          "Correspondent"}
 
 
 def strip_title(text: str, start: int, end: int) -> tuple[int, int]:
@@ -158,14 +164,25 @@ def strip_leading_lowercase(text: str, start: int, end: int) -> tuple[int, int]:
         start += m.end()
 
 
+def strip_trailing_role(text: str, start: int, end: int) -> tuple[int, int]:
+    """'State Department Spokesperson' -> 'State Department', 'NASA Administrator' -> 'NASA': an organisation or
+    place does not end in the title of someone who works for it."""
+    m = re.search(r"\s+([A-Z][a-z]+)$", text[start:end])
+    if m and m.group(1) in _ROLES and has_capital(text[start:start + m.start()]):
+        end = start + m.start()
+    return start, end
+
+
 def name_span(text: str, start: int, end: int, coarse: str) -> tuple[int, int]:
     """A finder's span shrunk to the name: tidy_span, no half bracket, no leading or trailing common word,
-    and for a person no title."""
+    for a person no title, and for anything else no trailing role."""
     start, end = cut_open_bracket(text, *tidy_span(text, start, end))
     start, end = strip_leading_lowercase(text, *tidy_span(text, start, end))
     start, end = strip_trailing_lowercase(text, start, end)
     if coarse == "PER":
         start, end = strip_title(text, start, end)
+    else:
+        start, end = strip_trailing_role(text, start, end)
     return tidy_span(text, start, end)
 
 
@@ -348,6 +365,12 @@ class BestTagger(Tagger):
                                   "student agrees" if student_says == listed[0] else None)
                     if backer:
                         coarse, prob, why = listed[0], None, f"{listed[1]}, {backer} (typer said {coarse})"
+            if proposed == "LOC" and coarse == "PER":
+                region = cls.region_after(text, cand["end"])
+                if region:
+                    # 'Irving, Texas', 'Nice, France': a place its finder saw, followed by the state or country
+                    # it lies in, is that place, whatever a census list says of the word.
+                    coarse, prob, why = "LOC", None, f"followed by ', {region}', {_SOURCE_NAME[cand['source']]} agrees"
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)
@@ -363,6 +386,20 @@ class BestTagger(Tagger):
                 e["why"] = "; ".join(filter(None, [e.get("why", ""), f"found as {e['label']}"]))
                 e["label"] = e["coarse"]
         return sorted(final, key=lambda e: e["start"])
+
+    @staticmethod
+    def region_after(text: str, end: int) -> str | None:
+        """The gazetteer place right after a comma that follows a name ('Irving[, Texas]'), or None."""
+        m = re.match(r",\s+((?:[A-Z][\w.\-]*\s?){1,4})", text[end:end + 60])
+        if not m:
+            return None
+        words = m.group(1).split()
+        gazetteer = load_gazetteer()
+        for n in range(len(words), 0, -1):
+            name = " ".join(words[:n])
+            if gazetteer.get(name) == "LOC" and not re.match(r"\w", text[end + m.start(1) + len(name):][:1]):
+                return name
+        return None
 
     @staticmethod
     def student_leaning(feats: dict) -> str | None:
@@ -394,6 +431,8 @@ class BestTagger(Tagger):
 
         def add(start, end, source, label):
             if end <= start or (cased and not has_capital(text[start:end])) or text[start:end] in _GENERIC_NOUNS:
+                return
+            if text[end:end + 1] == "$":  # 'US$ 20,000', 'A$5': a currency, not the country
                 return
             longer = extend_head_of(text, start)
             if not any(longer < c["end"] and c["start"] < end for c in out):  # not over a name found before
