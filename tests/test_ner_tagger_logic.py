@@ -150,7 +150,9 @@ def test_a_name_holds_no_half_bracket_and_no_leading_common_word():
     for span, coarse, name in (("Organisation of the Islamic Conference (OIC", "ORG", "Organisation of the Islamic Conference"),
                                ("OIC) Jakarta", "LOC", "Jakarta"), ("west Japan", "LOC", "Japan"),
                                ("de Gaulle", "PER", "de Gaulle"), ("née Brende Mendelssohn", "PER", "Brende Mendelssohn"),
-                               ("iPhone X", "MISC", "iPhone X"), ("Johor Bahru (Malaysia)", "LOC", "Johor Bahru")):
+                               ("iPhone X", "MISC", "iPhone X"), ("Johor Bahru (Malaysia)", "LOC", "Johor Bahru"),
+                               ("Chelsea 2-1", "ORG", "Chelsea"), ("Apollo 11", "MISC", "Apollo 11"),
+                               ("Boeing 737-800", "MISC", "Boeing 737-800")):
         assert span.__getitem__(slice(*ner_best.name_span(span, 0, len(span), coarse))) == name
 
 

@@ -174,11 +174,14 @@ def strip_trailing_role(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def name_span(text: str, start: int, end: int, coarse: str) -> tuple[int, int]:
-    """A finder's span shrunk to the name: tidy_span, no half bracket, no leading or trailing common word,
-    for a person no title, and for anything else no trailing role."""
+    """A finder's span shrunk to the name: tidy_span, no half bracket, no leading or trailing common word, no
+    match score after it, for a person no title, and for anything else no trailing role."""
     start, end = cut_open_bracket(text, *tidy_span(text, start, end))
     start, end = strip_leading_lowercase(text, *tidy_span(text, start, end))
     start, end = strip_trailing_lowercase(text, start, end)
+    score = re.search(r"\s+\d{1,2}[-\u2013]\d{1,2}$", text[start:end])  # 'Chelsea 2-1': a result, not part of the name
+    if score and has_capital(text[start:start + score.start()]):
+        end = start + score.start()
     if coarse == "PER":
         start, end = strip_title(text, start, end)
     else:
