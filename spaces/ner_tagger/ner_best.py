@@ -371,7 +371,7 @@ class BestTagger(Tagger):
             if proposed == "LOC" and coarse == "PER":
                 region = cls.region_after(text, cand["end"])
                 if region:
-                    # 'Irving, Texas', 'Nice, France': a place its finder saw, followed by the state or country
+                    # 'Irving, Texas', 'Florence, Italy': a place its finder saw, followed by the state or country
                     # it lies in, is that place, whatever a census list says of the word.
                     coarse, prob, why = "LOC", None, f"followed by ', {region}', {_SOURCE_NAME[cand['source']]} agrees"
             if coarse == "O":
