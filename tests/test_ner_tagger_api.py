@@ -278,6 +278,21 @@ def test_best_reads_a_city_before_its_state_and_a_currency_prefix(app):
     assert ner_models.BEST.tag("He was freed on US$ 50,000 bond on Monday.") == []
 
 
+def test_best_reads_what_a_name_is_called_and_that_a_storm_is_no_person(app):
+    import ner_models
+
+    def names(text):
+        return [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)]
+
+    # without the apposition 'the ... bank', best drops the unknown company name
+    assert ("Revolut", "ORG") in names("Revolut, the London-based digital bank, reported its first annual profit.")
+    # spaCy says PERSON; the storm's name is an event (MISC), never a person
+    assert names("Typhoon Haiyan killed more than 6,000 people in the Philippines.") == [
+        ("Typhoon Haiyan", "MISC"), ("Philippines", "LOC")]
+    [storm] = [e for e in ner_models.BEST.tag("Cyclone Idai made landfall near Beira.") if "Idai" in e["text"]]
+    assert storm["coarse"] == "MISC" and "a named storm" in storm["why"]
+
+
 # ---------------------------------------------------------------- API and bad input
 def test_api_models_and_tag(client):
     names = client.predict(api_name="/models")

@@ -156,6 +156,21 @@ def test_a_name_holds_no_half_bracket_and_no_leading_common_word():
         assert span.__getitem__(slice(*ner_best.name_span(span, 0, len(span), coarse))) == name
 
 
+def test_a_common_noun_next_to_a_name_describes_it():
+    for text, name, kind in (("the cryptocurrency exchange FTX collapsed", "FTX", "ORG"),
+                             ("the carmaker Rivian delayed it", "Rivian", "ORG"),
+                             ("Revolut, the London-based digital bank, reported", "Revolut", "ORG"),
+                             ("Fastly, a cloud service provider based in San Francisco", "Fastly", "ORG"),
+                             ("Smith, the company's founder, said", "Smith", "PER"),
+                             ("Kenyan runner Faith Kipyegon won", "Faith Kipyegon", "PER"),
+                             ("people in Ethiopia's Tigray region", "Tigray", "LOC"),
+                             ("in the town of Tisbury on Monday", "Tisbury", "LOC"),
+                             ("the region Tigray", "Tigray", None),  # a place noun says so after the name, or with 'of'
+                             ("Paris is large", "Paris", None), ("Paris, the capital, is large", "Paris", None)):
+        start = text.index(name)
+        assert ner_best.described_as(text, start, start + len(name)) == kind, text
+
+
 def test_an_organisation_or_place_does_not_end_in_a_role():
     for span, coarse, name in (("State Department Spokesperson", "ORG", "State Department"),
                                ("NASA Administrator", "ORG", "NASA"), ("Kremlin Chief", "LOC", "Kremlin"),

@@ -189,12 +189,64 @@ def name_span(text: str, start: int, end: int, coarse: str) -> tuple[int, int]:
     return tidy_span(text, start, end)
 
 
+# 'Hurricane Ian', 'Cyclone Idai', 'Tropical Storm Alberto': the candidate ends the text searched, so the storm word
+# is its first word or the word right before it.
+_STORM = re.compile(r"\b(?:Hurricane|Cyclone|Typhoon|Superstorm|Storm)\s+[A-Z][^\s]*(?:\s+[A-Z][^\s]*)?$")
+
 # Capitalised common nouns that refer to an institution without naming it ("the Government", "our Nation",
 # "all our States"): never a name alone, as in the CoNLL guidelines and every split of the gold set.
 _GENERIC_NOUNS = {"Government", "Federal Government", "Nation", "State", "States", "Administration", "Chamber"}
 
 _HEAD_OF = re.compile(r"((?:[A-Z][\w'\-]*\s+){0,2}([A-Z][\w'\-]*))\s+of\s+(?:the\s+)?$")
 _SENTENCE_WORDS = re.compile(r"(?:(?:The|A|An|In|On|At|By|For|From|To|With|And|Of|As|But|If)\s+)*")
+
+
+# Common nouns that say what a name next to them is: 'the cryptocurrency exchange FTX', 'Klarna, the
+# Stockholm-based lender', 'Kenyan runner Faith Kipyegon', 'Ethiopia's Tigray region', 'the town of Handlova'.
+DESCRIPTORS = {
+    "ORG": """company companies firm group bank lender insurer carrier airline retailer maker manufacturer producer
+        operator exchange broker publisher publication newspaper magazine broadcaster channel network agency party
+        club team band label studio startup start-up giant conglomerate chain provider developer supplier
+        organisation organization charity movement militia outlet""",
+    "PER": """runner rider striker midfielder defender goalkeeper captain player actor actress singer rapper
+        songwriter director producer author writer novelist poet artist painter billionaire founder cofounder
+        co-founder businessman businesswoman entrepreneur investor journalist reporter scientist researcher
+        lawyer suspect victim driver boxer golfer cyclist pitcher quarterback batsman bowler coach leader""",
+    "LOC": """region province city town village valley river district county island prefecture municipality
+        neighbourhood neighborhood suburb desert peninsula volcano""",
+}
+_DESCRIBES = {}
+for _type, _words in DESCRIPTORS.items():
+    for _w in _words.split():
+        _DESCRIBES.setdefault(_w, _type)  # 'producer' is a company before it is a person
+
+
+def _describes(word: str) -> str | None:
+    if word.endswith("maker") and len(word) > 5:  # carmaker, chipmaker, drugmaker
+        return "ORG"
+    return _DESCRIBES.get(word)
+
+
+def described_as(text: str, start: int, end: int) -> str | None:
+    """The type a common noun right next to a name gives it: before it ('the exchange FTX', 'runner Faith
+    Kipyegon'), in an apposition after it ('Klarna, the Stockholm-based lender,'), or for a place after it
+    ('Tigray region') or before it with 'of' ('the town of Handlova')."""
+    before = re.search(r"([a-z][a-z\-]*)(\s+of)?\s+$", text[max(0, start - 40):start])
+    if before:
+        kind = _describes(before.group(1))
+        if kind and (kind == "LOC") == bool(before.group(2)):
+            return kind
+    after = text[end:end + 80]
+    m = re.match(r"\s+([a-z]+)\b", after)
+    if m and _describes(m.group(1)) == "LOC":
+        return "LOC"
+    m = re.match(r",\s+(?:the|a|an)\s+([^,.;:()]{0,60})", after)
+    if m:  # the apposition's head noun: its last word before a verb or a function word ('..lender based in')
+        words = re.split(r"\s+(?:led|based|founded|owned|controlled|run|headed|known|that|which|who|whose|with|in|of|"
+                         r"since|for|from|at|on|and)\b", m.group(1))[0].split()
+        if words and re.fullmatch(r"[a-z][a-z\-]*", words[-1]) and _describes(words[-1]) in ("ORG", "PER"):
+            return _describes(words[-1])
+    return None
 
 
 def extend_head_of(text: str, start: int) -> int:
@@ -294,7 +346,8 @@ def why_text(name: str) -> str:
                 "nw": f"{value} word(s)"}.get(kind, name)
     if name in _WHY:
         return _WHY[name]
-    for prefix, say in (("mass_", "student leans {}"), ("gaz_", "gazetteer {}"), ("head_", "head noun {}")):
+    for prefix, say in (("mass_", "student leans {}"), ("gaz_", "gazetteer {}"), ("head_", "head noun {}"),
+                        ("desc_", "described as {}")):
         if name.startswith(prefix):
             return say.format(name[len(prefix):])
     return name
@@ -374,6 +427,10 @@ class BestTagger(Tagger):
                     # 'Irving, Texas', 'Florence, Italy': a place its finder saw, followed by the state or country
                     # it lies in, is that place, whatever a census list says of the word.
                     coarse, prob, why = "LOC", None, f"followed by ', {region}', {_SOURCE_NAME[cand['source']]} agrees"
+            if coarse in ("PER", "ORG") and _STORM.search(text[max(0, cand["start"] - 30):cand["end"]]):
+                # 'Hurricane Ian', 'Typhoon Haiyan': a storm's name is no person or organisation (an event: MISC;
+                # a place such as 'Hurricane Alley' stays)
+                coarse, prob, why = "MISC", None, "a named storm"
             if coarse == "O":
                 continue
             e = entity(text, cand["start"], cand["end"], cand["label"], coarse, prob)
@@ -485,6 +542,9 @@ class BestTagger(Tagger):
         head = head_type(words)
         if head:
             f[f"head_{head}"] = 1.0
+        described = described_as(text, start, end)
+        if described:
+            f[f"desc_{described}"] = 1.0
         f[f"nw={min(len(words), 3)}"] = 1.0
         if len(span) > 1 and span.isupper():
             f["allcaps"] = 1.0
