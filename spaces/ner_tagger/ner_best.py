@@ -215,10 +215,8 @@ DESCRIPTORS = {
     "LOC": """region province city town village valley river district county island prefecture municipality
         neighbourhood neighborhood suburb desert peninsula volcano""",
 }
-_DESCRIBES = {}
-for _type, _words in DESCRIPTORS.items():
-    for _w in _words.split():
-        _DESCRIBES.setdefault(_w, _type)  # 'producer' is a company before it is a person
+# 'producer' is on two lists: a company before it is a person (the first list wins)
+_DESCRIBES = {w: t for t, words in reversed(DESCRIPTORS.items()) for w in words.split()}
 
 
 def _describes(word: str) -> str | None:
