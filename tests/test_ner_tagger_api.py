@@ -42,6 +42,13 @@ def _offsets_ok(text, ents):
         assert e["coarse"] in ("PER", "ORG", "LOC", "MISC")
 
 
+def best_names(text):
+    """(text, coarse) of each entity `best` finds in `text` (the tests using it load the app first)."""
+    import ner_models
+
+    return [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)]
+
+
 # ---------------------------------------------------------------- models, direct
 def test_offline_models_tag_with_char_offsets(app):
     import ner_models
@@ -250,21 +257,16 @@ def test_best_knows_a_given_name_that_spacy_calls_an_organisation(app):
 
     text = "Later, Veronica called her lawyer from the station."
     assert [(e["text"], e["coarse"]) for e in ner_models.SPACY.tag(text)] == [("Veronica", "ORG")]
-    assert [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)] == [("Veronica", "PER")]
+    assert best_names(text) == [("Veronica", "PER")]
 
 
 def test_best_splits_names_at_a_spaced_slash_or_dash_and_keeps_no_title_or_lowercase_word(app):
-    import ner_models
-
-    def names(text):
-        return [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)]
-
     # spaCy gives "British Airways / American" as one organisation; they are two
-    assert ("British Airways", "ORG") in names("Regulators said British Airways / American must give up slots.")
+    assert ("British Airways", "ORG") in best_names("Regulators said British Airways / American must give up slots.")
     # the student splits "Fr" off the priest's name: a title alone is no name
-    assert names("Fr Francisco Sousa documented the religious importance of the island.") == [
+    assert best_names("Fr Francisco Sousa documented the religious importance of the island.") == [
         ("Francisco Sousa", "PER")]
-    assert ("Brende Mendelssohn", "PER") in names("He married Dorothea, née Brende Mendelssohn, in Berlin.")
+    assert ("Brende Mendelssohn", "PER") in best_names("He married Dorothea, née Brende Mendelssohn, in Berlin.")
 
 
 def test_best_reads_a_city_before_its_state_and_a_currency_prefix(app):
@@ -281,13 +283,10 @@ def test_best_reads_a_city_before_its_state_and_a_currency_prefix(app):
 def test_best_reads_what_a_name_is_called_and_that_a_storm_is_no_person(app):
     import ner_models
 
-    def names(text):
-        return [(e["text"], e["coarse"]) for e in ner_models.BEST.tag(text)]
-
     # without the apposition 'the ... bank', best drops the unknown company name
-    assert ("Revolut", "ORG") in names("Revolut, the London-based digital bank, reported its first annual profit.")
+    assert ("Revolut", "ORG") in best_names("Revolut, the London-based digital bank, reported its first annual profit.")
     # spaCy says PERSON; the storm's name is an event (MISC), never a person
-    assert names("Typhoon Haiyan killed more than 6,000 people in the Philippines.") == [
+    assert best_names("Typhoon Haiyan killed more than 6,000 people in the Philippines.") == [
         ("Typhoon Haiyan", "MISC"), ("Philippines", "LOC")]
     [storm] = [e for e in ner_models.BEST.tag("Cyclone Idai made landfall near Beira.") if "Idai" in e["text"]]
     assert storm["coarse"] == "MISC" and "a named storm" in storm["why"]

@@ -242,8 +242,9 @@ def described_as(text: str, start: int, end: int) -> str | None:
     if m:  # the apposition's head noun: its last word before a verb or a function word ('..lender based in')
         words = re.split(r"\s+(?:led|based|founded|owned|controlled|run|headed|known|that|which|who|whose|with|in|of|"
                          r"since|for|from|at|on|and)\b", m.group(1))[0].split()
-        if words and re.fullmatch(r"[a-z][a-z\-]*", words[-1]) and _describes(words[-1]) in ("ORG", "PER"):
-            return _describes(words[-1])
+        kind = _describes(words[-1]) if words and re.fullmatch(r"[a-z][a-z\-]*", words[-1]) else None
+        if kind in ("ORG", "PER"):
+            return kind
     return None
 
 
@@ -355,16 +356,17 @@ class BestTagger(Tagger):
     """The lab's best offline tagger. Candidates: spaCy's spans (tidied), then spans only the student
     finds, then gazetteer names. A small logistic regression (ner_typer, fitted on the gold set's dev,
     fresh, wiki and business splits by scripts/train_ner_best.py) starts from the type the finder
-    proposed, reads the candidate's evidence and keeps, changes or drops it, unless a curated list and one
-    more source agree; then one name = one type within a text, and an acronym in brackets takes the type
-    of the name it abbreviates."""
+    proposed, reads the candidate's evidence and keeps, changes or drops it. A few knowledge rules overrule
+    it: a curated list and one more source agreeing, a place followed by its state ('Irving, Texas'), a
+    named storm. Then one name = one type within a text, and an acronym in brackets takes the type of the
+    name it abbreviates."""
     key = "best"
     info = ModelInfo("best", "ensemble", "PER / ORG / LOC / MISC",
                      "Offline ensemble: candidate names from spaCy (tidied: no articles, possessives or trailing "
                      "common nouns), the student and a gazetteer; each one's type, or no entity, chosen by a "
                      "logistic regression that starts from the finder's type and weighs the evidence (spaCy's "
-                     "label, the student's probabilities, the gazetteer, US Census names, the head noun, the "
-                     "words around it), fitted on "
+                     "label, the student's probabilities, the gazetteer, US Census names, the head noun, a "
+                     "noun that describes it, the words around it), fitted on "
                      "hand-labelled sentences; then name consistency within the text. Hover an entity for why.")
 
     def __init__(self, spacy_tagger: SpacyTagger, student: StudentTagger):
@@ -390,7 +392,8 @@ class BestTagger(Tagger):
     @classmethod
     def decide(cls, text: str, typed: list[tuple[dict, dict | None]], typer) -> list[dict]:
         """Entities from (candidate, features) pairs: the typer's type (or the finder's when there is no
-        typer), candidates typed O dropped, then one name = one type within the text. The fitting
+        typer) unless a knowledge rule overrules it, candidates typed O dropped, then one name = one type
+        within the text. The fitting
         script scores its variants through here too, so what it measures is what the lab does."""
         out = []
         for cand, feats in typed:

@@ -73,7 +73,6 @@ def has_capital(s: str) -> bool:
     return any(ch.isupper() for ch in s)
 
 
-
 # ---------------------------------------------------------------- the taggers
 @dataclass
 class ModelInfo:
@@ -107,4 +106,3 @@ def check_text(text) -> str:
         raise TaggerError(f"The text has {len(text):,} characters; this lab tags at most {MAX_CHARS:,} per "
                           "request (about 30 pages). Split it and tag the parts: nothing is cut silently.")
     return text
-
