@@ -16,6 +16,13 @@ footer {visibility: visible}
 """
 
 
+def lab_header(app_file: str) -> gr.HTML:
+    """The header of the lab whose app.py is `app_file`: title and "what it teaches" from its README card."""
+    from shared.cards import title_and_teaches
+
+    return header(*title_and_teaches(app_file))
+
+
 def header(title: str, teaches: str) -> gr.HTML:
     """The lab's title and one sentence on what it teaches."""
     import html

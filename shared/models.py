@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import hub
+from shared.errors import UserError
+
+# Size classes, by parameter count: what a lab may promise on a CPU.
+TINY, SMALL, MEDIUM, LARGE = "tiny", "small", "medium", "large"  # <200M, <1B, <4B, >=4B
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,14 @@ class ModelSpec:
     role: str
     embedded: bool = False
     note: str = ""
+    size: str = ""  # TINY | SMALL | MEDIUM | LARGE; "" when unknown (an id typed by a user)
+    needs_gpu: bool = False  # minutes per answer and tens of GB on a CPU
+    gated: bool = False  # licence to accept on the Hub before it downloads
+
+    @property
+    def weak(self) -> bool:
+        """Too small to be trusted on facts: the UI says so."""
+        return self.size == TINY
 
 
 EMBEDDED_NOTE = {
@@ -29,38 +41,39 @@ EMBEDDED_NOTE = {
 REGISTRY: dict[str, list[ModelSpec]] = {
     "chat": [
         ModelSpec("SmolLM2-135M-Instruct (embedded)", "HuggingFaceTB/SmolLM2-135M-Instruct", "chat", True,
-                  EMBEDDED_NOTE["chat"]),
-        ModelSpec("SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", "chat"),
-        ModelSpec("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "chat"),
-        ModelSpec("Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "chat"),
-        ModelSpec("Llama-3.2-1B-Instruct (gated)", "meta-llama/Llama-3.2-1B-Instruct", "chat"),
-        ModelSpec("zephyr-7b-beta (GPU)", "HuggingFaceH4/zephyr-7b-beta", "chat"),
-        ModelSpec("Mistral-7B-Instruct-v0.3 (GPU)", "mistralai/Mistral-7B-Instruct-v0.3", "chat"),
+                  EMBEDDED_NOTE["chat"], size=TINY),
+        ModelSpec("SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", "chat", size=SMALL),
+        ModelSpec("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "chat", size=SMALL),
+        ModelSpec("Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "chat", size=MEDIUM),
+        ModelSpec("Llama-3.2-1B-Instruct (gated)", "meta-llama/Llama-3.2-1B-Instruct", "chat", size=MEDIUM,
+                  gated=True),
+        ModelSpec("zephyr-7b-beta (GPU)", "HuggingFaceH4/zephyr-7b-beta", "chat", size=LARGE, needs_gpu=True),
+        ModelSpec("Mistral-7B-Instruct-v0.3 (GPU)", "mistralai/Mistral-7B-Instruct-v0.3", "chat", size=LARGE,
+                  needs_gpu=True),
     ],
     "causal": [
         ModelSpec("SmolLM2-135M-Instruct (embedded)", "HuggingFaceTB/SmolLM2-135M-Instruct", "causal", True,
-                  EMBEDDED_NOTE["chat"]),
-        ModelSpec("gpt2", "openai-community/gpt2", "causal"),
-        ModelSpec("gpt2-large", "openai-community/gpt2-large", "causal"),
-        ModelSpec("Llama-3.2-1B (gated)", "meta-llama/Llama-3.2-1B", "causal"),
-        ModelSpec("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "causal"),
+                  EMBEDDED_NOTE["chat"], size=TINY),
+        ModelSpec("gpt2", "openai-community/gpt2", "causal", size=TINY),
+        ModelSpec("gpt2-large", "openai-community/gpt2-large", "causal", size=SMALL),
+        ModelSpec("Llama-3.2-1B (gated)", "meta-llama/Llama-3.2-1B", "causal", size=MEDIUM, gated=True),
+        ModelSpec("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "causal", size=SMALL),
     ],
     "embeddings": [
         ModelSpec("all-MiniLM-L6-v2 (embedded)", "sentence-transformers/all-MiniLM-L6-v2", "embeddings", True,
-                  EMBEDDED_NOTE["embeddings"]),
-        ModelSpec("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "embeddings"),
-        ModelSpec("bge-base-en-v1.5", "BAAI/bge-base-en-v1.5", "embeddings"),
+                  EMBEDDED_NOTE["embeddings"], size=TINY),
+        ModelSpec("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "embeddings", size=TINY),
+        ModelSpec("bge-base-en-v1.5", "BAAI/bge-base-en-v1.5", "embeddings", size=SMALL),
     ],
     "reranker": [
-        ModelSpec("ms-marco-MiniLM-L-6-v2 cross-encoder", "cross-encoder/ms-marco-MiniLM-L-6-v2", "reranker"),
+        ModelSpec("ms-marco-MiniLM-L-6-v2 cross-encoder", "cross-encoder/ms-marco-MiniLM-L-6-v2", "reranker",
+                  size=TINY),
     ],
     "ner": [
-        ModelSpec("spaCy en_core_web_sm (embedded)", "spacy/en_core_web_sm", "ner", True, EMBEDDED_NOTE["ner"]),
-        ModelSpec("bert-base-NER", "dslim/bert-base-NER", "ner"),
-        ModelSpec("GLiNER medium v2.1 (zero-shot)", "urchade/gliner_medium-v2.1", "ner"),
-    ],
-    "diffusion": [
-        ModelSpec("sd-turbo (GPU)", "stabilityai/sd-turbo", "diffusion"),
+        ModelSpec("spaCy en_core_web_sm (embedded)", "spacy/en_core_web_sm", "ner", True, EMBEDDED_NOTE["ner"],
+                  size=TINY),
+        ModelSpec("bert-base-NER", "dslim/bert-base-NER", "ner", size=SMALL),
+        ModelSpec("GLiNER medium v2.1 (zero-shot)", "urchade/gliner_medium-v2.1", "ner", size=SMALL),
     ],
 }
 
@@ -150,7 +163,7 @@ def _is_folder(text: str) -> bool:
         return False
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(UserError):
     """The requested model cannot be used here; the message says why, for the UI."""
 
 
