@@ -9,8 +9,12 @@ matter is the Space card and the single source of truth for everything the scrip
                           -> project-only key: the folders of assets/ the lab needs at run time.
                              Missing key: assets/<name>/ if it exists, else nothing.
                              `assets: []` means none.
-    teaches: "..."        -> project-only key (optional): one sentence for the all-labs index;
-                             without it, the first paragraph of the README body is used.
+    teaches: "..."        -> project-only key (optional): one sentence for the lab's header and the
+                             all-labs index; without it, the first paragraph of the README body.
+    requirements: [trl, peft]
+                          -> project-only key: pip packages the lab needs beyond the common core
+                             (gradio, torch, transformers, huggingface-hub, spaces); a deployed
+                             Space installs only those, with the versions requirements.txt pins.
 
 Project-only keys are removed from the card a Space receives. Used by deploy_space.py,
 new_space.py and serve_all.py; imports nothing heavy."""
@@ -22,12 +26,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from shared import cards
+from shared.cards import first_paragraph  # noqa: F401  (part of labkit's interface for the scripts)
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_KEYS = ("assets", "teaches")  # front-matter keys for this project's scripts, not the Hub
+PROJECT_KEYS = ("assets", "teaches", "requirements")  # front-matter keys for this project's scripts, not the Hub
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
-_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
 
 
 class LabError(Exception):
@@ -36,42 +40,10 @@ class LabError(Exception):
 
 def read_card(path: Path) -> tuple[dict, str]:
     """(front matter dict, body) of a README.md; raises LabError on missing or broken YAML."""
-    text = path.read_text(encoding="utf-8")
-    match = _FRONT.match(text)
-    if not match:
-        raise LabError(f"{path} has no YAML front matter (a block between '---' lines at the top).")
     try:
-        meta = yaml.safe_load(match.group(1)) or {}
-    except yaml.YAMLError as exc:
-        raise LabError(f"{path}: the YAML front matter does not parse: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise LabError(f"{path}: the YAML front matter must be a mapping of keys to values.")
-    return meta, match.group(2)
-
-
-def first_paragraph(markdown: str) -> str:
-    """The first prose paragraph of a Markdown body (headings, images, tables, code skipped)."""
-    para: list[str] = []
-    in_code = False
-    for line in markdown.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            in_code = not in_code
-            if para:
-                break
-            continue
-        if in_code:
-            continue
-        if not stripped:
-            if para:
-                break
-            continue
-        if stripped.startswith(("#", "!", "|", "<", ">", "---")) and not para:
-            continue
-        para.append(stripped)
-    text = " ".join(para)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # links -> their text
-    return re.sub(r"[*_`]", "", text).strip()
+        return cards.read_card(path)
+    except cards.CardError as exc:
+        raise LabError(str(exc)) from None
 
 
 @dataclass

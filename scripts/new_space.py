@@ -20,8 +20,7 @@ import keyword
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labkit  # noqa: E402
+import labkit
 
 ROOT = labkit.ROOT
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -18,12 +18,10 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labkit  # noqa: E402
+import labkit
 
 ROOT = labkit.ROOT
-sys.path.insert(0, str(ROOT))
-import shared.bootstrap  # noqa: E402,F401  (quiet defaults before gradio is imported)
+import shared.bootstrap  # noqa: F401  (quiet defaults before gradio is imported)
 
 
 def load_labs(names: list[str] | None = None, root: Path = ROOT) -> tuple[list[dict], list[labkit.Lab]]:

@@ -22,6 +22,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$vpy" -m pip install -q --no-deps --ignore-requires-python -r requirements-train.txt
   echo "$want" > "$stamp"
 fi
+# shared/ as an installed package (editable: edits apply at once), so `python spaces/<lab>/app.py` just imports it.
+if ! (cd / && "$root/$vpy" -c "import shared, sys; sys.exit(not shared.__file__.startswith('$root/'))" 2>/dev/null); then
+  echo "[setup] installing the project's shared package (pip install -e .)"
+  "$vpy" -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+fi
 
 if [ "${1:-}" = "--browser" ] && { ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi emoji; }; then
   echo "[setup] installing Debian's chromium (and an emoji font for the screenshots) for the browser tests"

@@ -16,6 +16,13 @@ footer {visibility: visible}
 """
 
 
+def lab_title(app_file: str) -> str:
+    """The lab's title from the README card beside `app_file` (for gr.Blocks(title=...))."""
+    from shared.cards import title_and_teaches
+
+    return title_and_teaches(app_file)[0]
+
+
 def lab_header(app_file: str) -> gr.HTML:
     """The header of the lab whose app.py is `app_file`: title and "what it teaches" from its README card."""
     from shared.cards import title_and_teaches

@@ -1,17 +1,16 @@
 """Fixtures every lab's tests share: a tiny random GPT-2 with the real GPT-2 BPE, a way to
 import and launch a lab's app in-process, and a headless Chromium driven by Playwright."""
-import importlib.util
 import json
 import shutil
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+import shared.bootstrap  # noqa: F401  (quiet defaults before gradio is imported)
+from labkit import import_app  # noqa: F401  (scripts/ is on pytest's pythonpath, see pytest.ini)
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `import shared` the way app.py does it
-import shared.bootstrap  # noqa: E402,F401  (quiet defaults before gradio is imported)
 
 SCREENSHOTS = ROOT / "tests" / "screenshots"
 
@@ -46,21 +45,6 @@ def smollm2():
     from shared.loading import load_causal_lm
 
     return load_causal_lm()
-
-
-def import_app(lab: str):
-    """Import spaces/<lab>/app.py as module '<lab>_app' (lab folders are not packages, and each
-    lab's logic modules have unique names so several labs can share one test process)."""
-    name = f"{lab}_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    folder = ROOT / "spaces" / lab
-    sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(name, folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager

@@ -18,10 +18,10 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+import deploy_space
+import labkit
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import deploy_space  # noqa: E402
-import labkit  # noqa: E402
 
 LABS = [lab.name for lab in labkit.discover()]
 TOKEN = "hf_TESTtokenNEVERprinted0123456789"
@@ -144,7 +144,7 @@ def test_bundle_card(bundles, lab):
     assert card["app_file"] == "app.py" and (bundles / lab / "app.py").is_file()
     assert isinstance(card["python_version"], str) and card["python_version"].startswith("3.")
     assert card["suggested_hardware"] in deploy_space.hardware_choices()
-    assert isinstance(card["models"], list) and all(deploy_space._valid_repo_id(m) for m in card["models"])
+    assert isinstance(card["models"], list) and all(deploy_space.valid_repo_id(m) for m in card["models"])
     assert 0 < len(card["short_description"]) <= deploy_space.SHORT_DESCRIPTION_MAX
     assert not set(labkit.PROJECT_KEYS) & set(card), "project-only keys must not reach the Hub"
 
@@ -153,6 +153,8 @@ def test_bundle_card(bundles, lab):
 def test_bundle_requirements_are_valid_and_match_the_venv(bundles, lab):
     bundle_of(bundles, lab)
     for name in ("requirements.txt", "requirements-nodeps.txt"):
+        if name == "requirements-nodeps.txt" and not (bundles / lab / name).exists():
+            continue  # only for labs that use a --no-deps package (the embedded SmolLM2)
         reqs = labkit.parse_requirements(bundles / lab / name)
         assert reqs, f"{name} is empty"
         for req in reqs:
@@ -162,6 +164,54 @@ def test_bundle_requirements_are_valid_and_match_the_venv(bundles, lab):
             assert req.specifier.contains(version, prereleases=True), f"{req} but the venv has {version}"
             assert req.name.lower() not in deploy_space.DEV_ONLY
     assert "torch==" in (bundles / lab / "requirements.txt").read_text()
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions `names` pull in when pip installs them (from the venv's metadata)."""
+    from packaging.utils import canonicalize_name
+
+    seen, todo = set(), [canonicalize_name(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    return seen
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_bundle_installs_what_the_labs_code_imports(bundles, lab):
+    """Every installed package the lab's own modules import is in the Space's requirements or pulled in by
+    them; and a NER Space does not install what only other labs use."""
+    import ast
+
+    from packaging.utils import canonicalize_name
+
+    bundle = bundle_of(bundles, lab)
+    wanted = {canonicalize_name(r.name) for name in ("requirements.txt", "requirements-nodeps.txt")
+              for r in labkit.parse_requirements(bundle / name)}
+    provides = importlib.metadata.packages_distributions()
+    missing = set()
+    for path in (ROOT / "spaces" / lab).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [])
+            for module in names:
+                for dist in provides.get(module.split(".")[0], []):
+                    if dist != "genai-lab-shared" and canonicalize_name(dist) not in _closure(wanted):
+                        missing.add(dist)
+    assert not missing, f"{lab} imports {sorted(missing)}, which its card's `requirements:` does not bring in"
+    if lab == "ner_tagger":
+        assert not {"diffusers", "faiss-cpu", "trl"} & wanted
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -216,8 +266,8 @@ def test_bundle_of_a_toy_lab(tmp_path):
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert "assets/needed/data.txt" in files and not any(f.startswith("assets/other") for f in files)
     assert not any(".env" in f or "__pycache__" in f or ".gradio" in f for f in files)
-    assert {"app.py", "toy_logic.py", "README.md", "requirements.txt", "requirements-nodeps.txt",
-            "shared/paths.py"} <= set(files)
+    assert {"app.py", "toy_logic.py", "README.md", "requirements.txt", "shared/paths.py"} <= set(files)
+    assert "requirements-nodeps.txt" not in files  # the toy lab needs no --no-deps package
     card = card_of(out)
     assert card["title"] == "Toy" and card["license"] == "mit" and card["models"] == ["a/b"]
     assert card["suggested_hardware"] == "cpu-basic" and card["python_version"] == "3.11"

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 import labkit  # noqa: E402
 
 NAME = "scaffold_probe"
@@ -56,7 +55,8 @@ def test_files_follow_the_house_structure(repo):
         assert (copy / path).is_file(), path
         assert path in out
     app = (copy / "spaces" / NAME / "app.py").read_text()
-    assert 'sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parent.parent))' in app
+    assert "sys.path" not in app and "global " not in app and "noqa" not in app
+    assert "lab_header(__file__)" in app and "TEACHES" not in app  # title and teaches come from the card
     assert "def build_demo() -> gr.Blocks" in app and 'api_name="distribution"' in app
     assert "import gradio" not in (copy / "spaces" / NAME / f"{NAME}_logic.py").read_text()
     lab = labkit.find(NAME, copy)
