@@ -1,6 +1,7 @@
 """Memory arithmetic and measurement shared by the labs: parameter bytes, KV-cache bytes,
 and the measured footprint of loading something."""
 import gc
+import math
 import os
 from dataclasses import dataclass
 
@@ -114,3 +115,149 @@ def fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1000
     return f"{n:.2f} TB"
+
+
+# ---------------------------------------------------------------- fine-tuning estimates from a config alone
+# Added for the LoRA trainer. General: any lab that prices a fine-tune (the quantization lab's
+# count_config/training_bytes could build on meta_model/linear_layers/finetune_memory).
+
+def meta_model(config, causal: bool = True, dtype=None):
+    """`config`'s model built on the meta device: every shape, no memory. Uses torch.device("meta"),
+    which is thread-local (accelerate.init_empty_weights patches nn.Module for every thread, so a model
+    loaded at the same moment elsewhere would get meta tensors too). Tied weights are tied (transformers 5
+    would count them twice otherwise)."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, MODEL_FOR_CAUSAL_LM_MAPPING
+
+    auto = AutoModelForCausalLM if causal and type(config) in MODEL_FOR_CAUSAL_LM_MAPPING else AutoModel
+    with torch.device("meta"):
+        model = auto.from_config(config, dtype=dtype) if dtype is not None else auto.from_config(config)
+    model.tie_weights()
+    return model
+
+
+def linear_layers(model) -> list[tuple[str, int, int]]:
+    """(qualified name, in_features, out_features) of every nn.Linear and GPT-2 Conv1D layer, the
+    output head excluded (LoRA and bitsandbytes leave it alone)."""
+    import torch.nn as nn
+
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        Conv1D = ()
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out = []
+    for name, module in model.named_modules():
+        if module is head:
+            continue
+        if type(module) is nn.Linear:
+            out.append((name, module.in_features, module.out_features))
+        elif Conv1D and isinstance(module, Conv1D):
+            rows, cols = module.weight.shape  # Conv1D stores (in, out)
+            out.append((name, rows, cols))
+    return out
+
+
+def lora_param_count(layers, targets, r: int) -> int:
+    """LoRA parameters for `layers` (from linear_layers) whose last name part is in `targets`:
+    r x (in + out) per layer (matrices A: r x in and B: out x r)."""
+    wanted = set(targets)
+    return sum(r * (i + o) for name, i, o in layers if name.rsplit(".", 1)[-1] in wanted)
+
+
+def nf4_bytes(n_elements: int, double_quant: bool = True) -> int:
+    """A bitsandbytes 4-bit weight: packed 4-bit values plus one absmax per 64 values (fp32, or 8-bit
+    with a second-level fp32 absmax per 256 when double-quantized)."""
+    blocks = math.ceil(n_elements / 64)
+    absmax = blocks + 4 * math.ceil(blocks / 256) if double_quant else 4 * blocks
+    return math.ceil(n_elements / 2) + absmax
+
+
+def saved_activation_bytes(model, batch_size: int, seq_len: int) -> int:
+    """Bytes autograd keeps for the backward pass after one training forward of `model` (a meta_model,
+    adapters already attached, trainable parameters marked) on a (batch_size, seq_len) batch: the
+    forward runs on the meta device and every tensor saved for backward is counted once (parameters and
+    views of one tensor are not counted twice). Costs no memory and about a second for 100M parameters."""
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if isinstance(t, torch.nn.Parameter):
+            return t
+        base = t._base if t._base is not None else t
+        if isinstance(base, torch.nn.Parameter) or id(base) in seen:
+            return t
+        seen.add(id(base))
+        keep.append(base)  # keeps ids unique while counting
+        total += base.numel() * base.element_size()
+        return t
+
+    keep: list = []
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    ids = torch.zeros((int(batch_size), int(seq_len)), dtype=torch.long, device=device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids)
+    model.train(was_training)
+    return int(total)
+
+
+def finetune_memory(*, weight_bytes: int, trainable_params: int, activation_bytes: int,
+                    workspace_bytes: int = 0, runtime_bytes: int = 0, trainable_bytes: int = 4,
+                    grad_bytes: int = 4, optimizer_bytes: int = 8, trainable_label: str = "adapter") -> list[dict]:
+    """Peak memory of a training step, part by part: {"part", "bytes", "formula"}. `weight_bytes` are the
+    frozen (or full) weights as loaded; trainable parameters add their own copy (when they are not the
+    weights themselves, as with LoRA), a gradient each and AdamW's two moments; activations are what
+    autograd keeps; workspace is what the loss and backward allocate on top (logit gradients);
+    runtime is what the process already holds (interpreter, libraries)."""
+    t = int(trainable_params)
+    parts = [
+        ("weights", weight_bytes, f"as loaded = {fmt_bytes(weight_bytes)}"),
+        (trainable_label, t * trainable_bytes, f"{t:,} trainable x {trainable_bytes} B = {fmt_bytes(t * trainable_bytes)}"),
+        ("gradients", t * grad_bytes, f"{t:,} x {grad_bytes} B = {fmt_bytes(t * grad_bytes)}"),
+        ("optimizer state", t * optimizer_bytes, f"AdamW m and v: {t:,} x {optimizer_bytes} B = "
+                                                 f"{fmt_bytes(t * optimizer_bytes)}"),
+        ("activations", activation_bytes, f"tensors saved for backward, traced on the meta device = "
+                                          f"{fmt_bytes(activation_bytes)}"),
+        ("workspace", workspace_bytes, f"loss and backward temporaries = {fmt_bytes(workspace_bytes)}"),
+        ("runtime", runtime_bytes, f"this process before training (Python, torch, libraries) = "
+                                   f"{fmt_bytes(runtime_bytes)}"),
+    ]
+    return [{"part": p, "bytes": int(b), "formula": f} for p, b, f in parts if b or p in ("weights", "activations")]
+
+
+class track_peak_rss:
+    """`with track_peak_rss() as peak: work()` -> peak.bytes, the highest resident memory of this process
+    seen by a sampler thread (every `interval` s) while the block ran; peak.start is the RSS at entry."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.bytes = 0
+        self.start = 0
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.bytes = process_rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True, name="peak-rss")
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> int:
+        self.bytes = max(self.bytes, process_rss())
+        return self.bytes
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return False
