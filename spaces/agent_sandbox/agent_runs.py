@@ -221,7 +221,7 @@ class Run:
                 "steps": [{k: s[k] for k in ("kind", "content", "tokens_in", "tokens_out", "seconds")} |
                           ({"reason": s["reason"]} if s.get("reason") else {}) |
                           ({"agent": s["agent"]} if s.get("depth") else {}) for s in self.steps],
-                **self.totals()}
+                "totals": self.totals()}
 
 
 def _record(run: Run, kind: str, content, agent: str, depth: int, tokens_in=0, tokens_out=0, seconds=0.0,
