@@ -239,6 +239,7 @@ def _step_callback(run: Run, agent_name: str, depth: int, is_code: bool, session
     def callback(step, agent=None):
         from smolagents.memory import ActionStep, PlanningStep
 
+        before = len(run.steps)
         usage = getattr(step, "token_usage", None)
         t_in, t_out = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
         seconds = step.timing.duration or 0.0 if getattr(step, "timing", None) else 0.0
@@ -263,7 +264,8 @@ def _step_callback(run: Run, agent_name: str, depth: int, is_code: bool, session
             if step.is_final_answer and step.action_output is not None:
                 _record(run, "final_answer", step.action_output, agent_name, depth)
             session._seen[run.id] = len(run.sandbox_results)
-        session._add_timeline(run.steps[-1] if run.steps else None)
+        for rec in run.steps[before:]:
+            session._add_timeline(rec)
         if run.state == "stopping":
             for a in run.agents:
                 a.interrupt()

@@ -208,7 +208,7 @@ def build_agent_tab(session: gr.State) -> dict:
     replay_timer.tick(replay_tick, [session, replay_pos], [replay_pos, timeline, replay_timer],
                       api_visibility="private", show_progress="hidden")
     return {"task": task, "model": model, "model_id": model_id, "url": url, "api_key": api_key,
-            "max_steps": max_steps, "timeline": timeline, "refresh": refresh, "outs": outs, "wait_key": wait_key,
+            "max_steps": max_steps, "timeline": timeline, "replay_pos": replay_pos, "refresh": refresh, "outs": outs, "wait_key": wait_key,
             "preset": preset, "agent": agent}
 
 
@@ -301,9 +301,11 @@ def build_sandbox_tab(session: gr.State, main: dict) -> None:
                   f"{out['error'][:3000]}\n```" + (f"\n\nPrinted before it stopped:\n```text\n{out['output'][:3000]}\n```"
                                                    if out["output"] else ""))
         return {session: s, result: md, files: [[f["name"], f["bytes"]] for f in s.sandbox.files()],
-                layers: views.layers_html(s.sandbox.layers), main["timeline"]: views.timeline_html(s.timeline)}
+                layers: views.layers_html(s.sandbox.layers), main["timeline"]: views.timeline_html(s.timeline),
+                main["replay_pos"]: gr.update(maximum=max(1, len(s.timeline)), value=len(s.timeline))}
 
-    run_btn.click(run, [session, code], [session, result, files, layers, main["timeline"]], api_visibility="private",
+    run_btn.click(run, [session, code], [session, result, files, layers, main["timeline"], main["replay_pos"]],
+                  api_visibility="private",
                   concurrency_limit=8)
 
 
