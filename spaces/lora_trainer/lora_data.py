@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ MAX_EVAL_ROWS = 200
 PREVIEW_ROWS = 3
 HIST_BINS = 12
 DATASETS_DIR = ASSETS / "lora_datasets"
+FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 
 # Column names accepted for the two sides of a row (case-insensitive), first match wins.
 PROMPT_COLUMNS = ("instruction", "prompt", "question", "input", "query")
@@ -110,6 +112,12 @@ def load(dataset: str) -> Dataset:
     if len(dataset) > 4096 or "\x00" in dataset:
         raise DataError("That is neither a shipped dataset's name nor a file path.")
     path = Path(dataset)
+    if path.suffix.lower() not in FILE_TYPES:
+        raise DataError(f"'{dataset[:80]}' is neither a shipped dataset ({', '.join(SHIPPED)}) nor a CSV/JSONL file "
+                        f"({', '.join(FILE_TYPES)}).")
+    if os.environ.get("SPACE_ID") and not _uploaded(path):
+        raise DataError("On a hosted Space, upload the file through the page (or gradio_client's handle_file); "
+                        "other server paths are not readable.")
     try:
         is_file = path.is_file()
     except OSError:
@@ -124,6 +132,17 @@ def load(dataset: str) -> Dataset:
     with path.open("rb") as handle:
         raw = handle.read(MAX_FILE_BYTES + 1)
     return parse_bytes(raw, path.name)
+
+
+def _uploaded(path: Path) -> bool:
+    """True when `path` is inside gradio's upload folder (where a Space's uploads land)."""
+    import tempfile
+
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
 
 
 def parse_bytes(raw: bytes, filename: str) -> Dataset:
