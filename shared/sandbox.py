@@ -119,7 +119,9 @@ class RunResult:
 # ----------------------------------------------------------------------------- what this machine offers
 
 def _bwrap_argv(python: str, folder: str) -> list[str]:
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    # No --die-with-parent: it fires when the *thread* that started bwrap ends (pool threads do). The worker
+    # exits when its pipe from the server closes, and its CPU limit ends a busy one.
+    argv = ["bwrap", "--unshare-all", "--new-session", "--hostname", "sandbox"]
     if os.geteuid() == 0:  # root: still run as an unprivileged uid inside a user namespace, with no capabilities
         argv += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
     argv += ["--disable-userns", "--ro-bind", "/usr", "/usr"]

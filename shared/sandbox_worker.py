@@ -72,16 +72,6 @@ def apply_limits(limits: dict) -> dict:
     return done
 
 
-def die_with_parent() -> None:
-    """SIGKILL this worker when the server dies (bubblewrap also does this when it is used)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def apply_seccomp() -> str:
     """A seccomp-BPF filter through libseccomp (ctypes, no pip package): no sockets, no exec, no new
     processes (threads stay allowed), no ptrace or cross-process memory access, no signals or limits
@@ -653,7 +643,6 @@ def main() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     reader, writer = os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb")
-    die_with_parent()
     cfg = json.loads(reader.readline(PROTO_MAX))
     os.chdir(cfg["folder"])
     sys.setrecursionlimit(2000)
