@@ -1,13 +1,14 @@
 """The model registry: for each role, the embedded offline default and the real Hub models a
 lab offers, and the rule that picks one.
 
-resolve() never touches the network for more than one short probe (shared.hub) and always
-says which model is in use and why; loading lives in shared.loading."""
-import os
+resolve() touches the network for one short probe (shared.hub) and, before a Hub model is
+downloaded, one metadata request for its size and kind (shared.hubguard: the policy of a public
+server, the size guard); it always says which model is in use and why; loading lives in
+shared.loading."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import hub
+from shared import hub, hubguard
 from shared.errors import UserError
 
 # Size classes, by parameter count: what a lab may promise on a CPU.
@@ -92,7 +93,7 @@ class Choice:
 
 
 def default(role: str) -> ModelSpec:
-    for spec in REGISTRY[role]:
+    for spec in REGISTRY.get(role, []):
         if spec.embedded:
             return spec
     raise ModelUnavailable(f"No embedded offline model is registered for '{role}'.")
@@ -101,7 +102,7 @@ def default(role: str) -> ModelSpec:
 def find(role: str, name_or_id: str) -> ModelSpec:
     """A registry entry by display name or Hub id; any other Hub id becomes an ad-hoc entry."""
     text = (name_or_id or "").strip()
-    for spec in REGISTRY[role]:
+    for spec in REGISTRY.get(role, []):
         if text in (spec.name, spec.hub_id, spec.hub_id.split("/")[-1]):
             return spec
     return ModelSpec(text, text, role)
@@ -112,7 +113,10 @@ def resolve(role: str, requested: str | None = None, fallback: bool = True) -> C
 
     The embedded default when nothing is asked for; a Hub model from the local HF cache or from
     the Hub when reachable; otherwise (offline) the embedded default with the reason, or a
-    ModelUnavailable error when fallback=False."""
+    ModelUnavailable error when fallback=False. Refused with ModelUnavailable whatever `fallback`
+    says: a model outside the registry on a public server (unless its owner allows it), a local
+    folder there, a repo of the wrong kind, a missing or gated one, one too big for this machine
+    (shared.hubguard; nothing is downloaded before these checks)."""
     if not requested or not requested.strip():
         spec = default(role)
         return Choice(spec, "embedded", "the offline default")
@@ -125,16 +129,37 @@ def resolve(role: str, requested: str | None = None, fallback: bool = True) -> C
     if not valid_repo_id(spec.hub_id):
         raise ModelUnavailable(f"'{requested[:80]}' is not a model name this lab knows, nor a Hub id "
                                "like 'openai-community/gpt2'.")
-    if hub.in_local_cache(spec.hub_id):
+    refusal = hubguard.policy_refusal(spec, spec.hub_id in registered_ids())
+    if refusal:
+        raise ModelUnavailable(refusal)
+    if cached(spec.hub_id):
+        hubguard.check(spec, role, "local cache")
         return Choice(spec, "local cache", "found in the local Hugging Face cache")
     if hub.hub_reachable():
-        return Choice(spec, "hub", "downloaded from the Hugging Face Hub")
-    why = ("offline mode is on (HF_HUB_OFFLINE)" if hub.offline_forced()
-           else "the Hugging Face Hub is unreachable")
-    message = f"{spec.hub_id} is not in the local cache and {why}"
-    if not fallback or not any(s.embedded for s in REGISTRY[role]):
-        raise ModelUnavailable(message + ".")
-    return Choice(default(role), "embedded", message + f"; using the embedded {default(role).name}.", True)
+        try:
+            hubguard.check(spec, role, "hub")
+            return Choice(spec, "hub", "downloaded from the Hugging Face Hub")
+        except ModelUnavailable as exc:
+            if not getattr(exc, "no_answer", False):
+                raise
+            why = str(exc).rstrip(".")
+    else:
+        why = ("offline mode is on (HF_HUB_OFFLINE)" if hub.offline_forced()
+               else "the Hugging Face Hub is unreachable")
+        why = f"{spec.hub_id} is not in the local cache and {why}"
+    if not fallback or not any(s.embedded for s in REGISTRY.get(role, [])):
+        raise ModelUnavailable(why + ".")
+    return Choice(default(role), "embedded", why + f"; using the embedded {default(role).name}.", True)
+
+
+def cached(hub_id: str) -> bool:
+    """True when the model is complete in the local HF cache (a download that stopped half-way is not)."""
+    return hub.in_local_cache(hub_id) and hubguard.cached_folder(hub_id) is not None
+
+
+def registered_ids() -> set[str]:
+    """Every Hub id in the registry, whatever its role."""
+    return {spec.hub_id for specs in REGISTRY.values() for spec in specs}
 
 
 def available(role: str) -> list[tuple[str, str]]:
@@ -142,10 +167,10 @@ def available(role: str) -> list[tuple[str, str]]:
     whether they can be loaded right now."""
     online = hub.hub_reachable()
     rows = []
-    for spec in REGISTRY[role]:
+    for spec in REGISTRY.get(role, []):
         if spec.embedded:
             status = "offline"
-        elif hub.in_local_cache(spec.hub_id):
+        elif cached(spec.hub_id):
             status = "cached"
         else:
             status = "Hub" if online else "needs internet"
@@ -154,8 +179,8 @@ def available(role: str) -> list[tuple[str, str]]:
 
 
 def _is_folder(text: str) -> bool:
-    # A hosted Space serves strangers: they may not point the server at its own folders.
-    if os.environ.get("SPACE_ID"):
+    # A Space, or a lab served on the LAN, serves strangers: they may not point it at its own folders.
+    if not hubguard.folders_allowed():
         return False
     try:
         return Path(text).is_dir()

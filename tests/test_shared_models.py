@@ -1,7 +1,7 @@
 """shared.models: which model a lab gets, and the reason it says in the UI."""
 import pytest
 
-from shared import hub, models
+from shared import hub, hubguard, models
 from shared.models import ModelUnavailable, resolve
 
 
@@ -44,6 +44,8 @@ def test_forced_offline_mode_is_named(offline, monkeypatch):
 def test_cached_model_is_used_offline(monkeypatch):
     monkeypatch.setattr(hub, "hub_reachable", lambda: False)
     monkeypatch.setattr(hub, "in_local_cache", lambda repo, *a, **k: repo == "openai-community/gpt2")
+    monkeypatch.setattr(hubguard, "cached_folder", lambda repo: "/cache/snapshot")
+    monkeypatch.setattr(hubguard, "check", lambda *a, **k: None)  # the size guard: tests/test_hub_*.py
     choice = resolve("causal", "gpt2")
     assert choice.source == "local cache" and choice.spec.hub_id == "openai-community/gpt2"
 
@@ -51,6 +53,7 @@ def test_cached_model_is_used_offline(monkeypatch):
 def test_hub_model_when_reachable(monkeypatch):
     monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     monkeypatch.setattr(hub, "in_local_cache", lambda *a, **k: False)
+    monkeypatch.setattr(hubguard, "check", lambda *a, **k: None)  # the size guard: tests/test_hub_*.py
     choice = resolve("causal", "  my-org/my-model  ")
     assert (choice.source, choice.spec.hub_id) == ("hub", "my-org/my-model")
 
