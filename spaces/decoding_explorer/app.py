@@ -1,219 +1,24 @@
-"""Decoding-strategy explorer: one prompt, many decoding strategies, side by side, same seed."""
-import sys
-from pathlib import Path
+"""Decoding-strategy explorer: the Gradio UI. What it computes lives in decoding_*.py.
 
-HERE = Path(__file__).resolve().parent
-# shared/ sits beside app.py in a deployed Space bundle, two folders up in the repo.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parent.parent))
-sys.path.insert(0, str(HERE))
-from shared.bootstrap import require  # noqa: E402
+Run it: python spaces/decoding_explorer/app.py   (or bash scripts/run_lab.sh decoding_explorer)"""
+from shared.bootstrap import require
 
 require("gradio", "torch", "transformers", "pandas")
 
-import html  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+import time
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-import decoding_strategies as ds  # noqa: E402
-import decoding_views as views  # noqa: E402
-from decoding_loop import PromptError, continue_from, pipeline  # noqa: E402
-import decoding_service as svc  # noqa: E402
-from shared.launch import launch  # noqa: E402
-from shared.look import header  # noqa: E402
-from shared.models import REGISTRY, ModelUnavailable, available, default  # noqa: E402
+import decoding_service as svc
+import decoding_strategies as ds
+import decoding_views as views
+from shared import jobs
+from shared.errors import UserError, ui_error
+from shared.launch import launch
+from shared.look import lab_header, lab_title
+from shared.models import REGISTRY, ModelUnavailable, available, default
 
-TITLE = "Decoding-strategy explorer"
-TEACHES = ("The same model and prompt give very different text depending on how the next token is picked: "
-           "compare greedy, beam search, sampling filters and contrastive search side by side, see each "
-           "token's probability, the logits pipeline of any step, and branch the text at any token.")
-STYLE = f"<style>{views.CSS}</style>"
-STREAM_EVERY_S = 0.25
-
-# (strategy, parameter, slider settings): the knobs shown in "Strategy parameters".
-PARAM_UI = [
-    ("temperature", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
-    ("top_k", "top_k", dict(minimum=1, maximum=200, step=1)),
-    ("top_k", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
-    ("top_p", "top_p", dict(minimum=0.05, maximum=1.0, step=0.01)),
-    ("top_p", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
-    ("min_p", "min_p", dict(minimum=0.0, maximum=0.5, step=0.01)),
-    ("min_p", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
-    ("typical", "typical_p", dict(minimum=0.05, maximum=1.0, step=0.01)),
-    ("beam", "num_beams", dict(minimum=2, maximum=ds.MAX_BEAMS, step=1)),
-    ("beam", "length_penalty", dict(minimum=-2.0, maximum=3.0, step=0.1)),
-    ("beam", "no_repeat_ngram_size", dict(minimum=0, maximum=6, step=1)),
-    ("repetition_penalty", "repetition_penalty", dict(minimum=1.0, maximum=2.5, step=0.05)),
-    ("contrastive", "penalty_alpha", dict(minimum=0.0, maximum=1.0, step=0.05)),
-    ("contrastive", "contrastive_k", dict(minimum=2, maximum=10, step=1)),
-]
-EXAMPLE = "Write a short story about a robot who learns to paint."
-
-
-def _overrides(values) -> dict:
-    out: dict = {}
-    for (name, param, _), value in zip(PARAM_UI, values):
-        out.setdefault(name, {})[param] = value
-    return out
-
-
-def _default_values() -> list:
-    return [getattr(ds.DEFAULTS[name], param) for name, param, _ in PARAM_UI]
-
-
-def _model_choices() -> list[tuple[str, str]]:
-    """Picker entries without touching the network (the availability labels come on page load)."""
-    return [(spec.name, spec.name) for spec in REGISTRY["causal"]]
-
-
-# ---------------------------------------------------------------- background model load
-
-_preload = {"state": "idle", "message": ""}
-
-
-def preload_default() -> None:
-    """Import torch/transformers and load the embedded model after the server is up."""
-    if _preload["state"] != "idle":
-        return
-    _preload["state"] = "loading"
-
-    def work():
-        try:
-            loaded = svc.load(None)
-            _preload.update(state="ready", message=loaded.status)
-        except Exception as exc:  # shown in the status line
-            _preload.update(state="failed", message=f"Could not load the embedded model: {exc}")
-
-    threading.Thread(target=work, daemon=True, name="decoding-explorer-preload").start()
-
-
-def status_text(model_name: str | None) -> str:
-    from shared.loading import is_loaded
-
-    name = (model_name or "").strip()
-    if name and name != default("causal").name:
-        return f"Model: **{name}** (loads when you press Generate)."
-    if _preload["state"] == "ready" or is_loaded("causal"):
-        return "Model in use: " + (_preload["message"] or svc.load(None).status)
-    if _preload["state"] == "failed":
-        return _preload["message"]
-    return "⏳ Loading the embedded model (SmolLM2-135M-Instruct) in the background… you can type meanwhile."
-
-
-# ---------------------------------------------------------------- event handlers
-
-def on_page_load(model_name):
-    preload_default()
-    labels = available("causal")
-    return (gr.Dropdown(choices=labels, value=model_name or default("causal").name),
-            status_text(model_name), gr.Timer(active=_preload["state"] == "loading"))
-
-
-def on_tick(model_name):
-    return status_text(model_name), gr.Timer(active=_preload["state"] == "loading")
-
-
-def on_model_change(model_name):
-    try:
-        loaded = svc.load(model_name)
-    except ModelUnavailable as exc:
-        gr.Warning(str(exc))
-        return f"⚠️ {exc} The previous model stays in use until you pick one that loads."
-    return "Model in use: " + loaded.status
-
-
-def apply_preset(preset):
-    spec = ds.PRESETS.get(preset) or {}
-    values = _default_values()
-    for i, (name, param, _) in enumerate(PARAM_UI):
-        values[i] = (spec.get("overrides", {}).get(name) or {}).get(param, values[i])
-    return [gr.CheckboxGroup(value=spec.get("strategies", ds.DEFAULT_SELECTION))] + values
-
-
-def reset_all():
-    return [gr.CheckboxGroup(value=ds.DEFAULT_SELECTION), gr.Dropdown(value=None)] + _default_values()
-
-
-def run_compare(prompt, selected, model_name, chat, seed, max_new, *values):
-    """Stream every selected strategy side by side; ends with metrics and the per-token view."""
-    try:
-        run = svc.prepare(prompt, selected, max_new, seed, chat, model_name, _overrides(values))
-    except (PromptError, ModelUnavailable) as exc:
-        raise gr.Error(str(exc)) from None
-    for note in run.notes:
-        gr.Info(note)
-    tok = run.loaded.tokenizer
-    notes = "\n".join(f"- {n}" for n in run.notes)
-    status = "Model in use: " + run.loaded.status
-    yield {notes_md: notes, status_md: status, cards: STYLE + views.cards_html([], tok)}
-    last, outputs = 0.0, []
-    for outputs in svc.stream(run):
-        if time.monotonic() - last >= STREAM_EVERY_S:
-            last = time.monotonic()
-            yield {cards: STYLE + views.cards_html(outputs, tok)}
-    session = {"outputs": outputs, "model": model_name, "max_new_tokens": run.max_new_tokens, "seed": run.seed,
-               "step": None}
-    labels = [(o.strategy.label, i) for i, o in enumerate(outputs)]
-    yield {
-        cards: STYLE + views.cards_html(outputs, tok),
-        metrics_df: gr.Dataframe(value=views.metrics_table(outputs), headers=views.METRIC_HEADERS),
-        state: session,
-        view_pick: gr.Radio(choices=labels, value=0),
-        tokens_hl: views.token_spans(outputs[0], tok),
-        step_md: "Click a token above to see the alternatives the model considered at that step.",
-        alt_pick: gr.Radio(choices=[], value=None),
-        pipe_html: "",
-        branch_hl: None,
-        branch_md: "",
-    }
-
-
-def show_strategy(session, index):
-    if not session or index is None:
-        return None, "", gr.Radio(choices=[], value=None), ""
-    tok = svc.load(session["model"]).tokenizer
-    output = session["outputs"][int(index)]
-    return (views.token_spans(output, tok), "Click a token above to see the alternatives at that step.",
-            gr.Radio(choices=[], value=None), "")
-
-
-def select_token(session, index, evt: gr.SelectData):
-    """A token was clicked: its alternatives, and the logits pipeline of that step."""
-    if not session or index is None:
-        return session, "Generate something first.", gr.Radio(choices=[]), ""
-    loaded = svc.load(session["model"])
-    output = session["outputs"][int(index)]
-    step = evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
-    if not 0 <= step < len(output.ids):
-        return session, "Click one of the generated tokens.", gr.Radio(choices=[]), ""
-    session = dict(session, step=step, index=int(index))
-    choices = views.alternatives(output, step, loaded.tokenizer)
-    result = pipeline(loaded.model, output.prompt_ids + output.ids[:step], output.strategy)
-    return (session, views.step_summary(output, step, loaded.tokenizer),
-            gr.Radio(choices=choices, value=next((v for label, v in choices if "picked" not in label), None)),
-            STYLE + views.pipeline_html(result, loaded.tokenizer, chosen=output.ids[step]))
-
-
-def branch(session, token_id):
-    if not session or session.get("step") is None:
-        raise gr.Error("Click a token in the per-token view first, then pick an alternative.")
-    if token_id is None:
-        raise gr.Error("Pick one of the alternatives first.")
-    loaded = svc.load(session["model"])
-    output = session["outputs"][session["index"]]
-    step = session["step"]
-    new = continue_from(loaded.model, loaded.tokenizer, output, step, int(token_id), session["max_new_tokens"],
-                        session["seed"])
-    tok = loaded.tokenizer
-    before = tok.decode(output.ids[:step], skip_special_tokens=True)
-    forced = tok.decode([int(token_id)])
-    m = views.metrics(new)
-    text = (f"**Branch of {output.strategy.label} at step {step + 1}** with `{forced!r}`: "
-            f"{m['tokens']} tokens, mean log-prob {m['mean_logprob']}, perplexity {m['perplexity']}.\n\n"
-            f"> {html.escape(before)}<mark><b>{html.escape(forced)}</b></mark>"
-            f"{html.escape(tok.decode(new.ids[step + 1:], skip_special_tokens=True))}")
-    return views.token_spans(new, tok), text
+GENERATE = "Generate side by side"
 
 
 def compare_api(prompt: str, strategies: list[str], max_new_tokens: int = 64, seed: int = 0,
@@ -225,91 +30,281 @@ def compare_api(prompt: str, strategies: list[str], max_new_tokens: int = 64, se
     return svc.compare_json(prompt, strategies, max_new_tokens, seed, chat_template, params, model or None)
 
 
-# ---------------------------------------------------------------- layout
+# ---------------------------------------------------------------- settings: prompt, model, strategies
 
-def build_demo() -> gr.Blocks:
-    global cards, metrics_df, state, view_pick, tokens_hl, step_md, alt_pick, pipe_html, branch_hl, branch_md
-    global notes_md, status_md
-    with gr.Blocks(title=TITLE) as demo:
-        header(TITLE, TEACHES)
-        gr.HTML(STYLE, padding=False)
-        state = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=3):
-                prompt = gr.Textbox(label="Prompt", value=EXAMPLE, lines=3, max_lines=8)
-                with gr.Row():
-                    model = gr.Dropdown(choices=_model_choices(), value=default("causal").name, label="Model",
-                                        allow_custom_value=True, scale=3,
-                                        info="Pick one, or type any causal LM id from the Hub (e.g. gpt2).")
-                    chat = gr.Checkbox(value=True, label="Chat template", scale=1,
-                                       info="Wrap the prompt as a user turn (instruct models).")
-                with gr.Row():
-                    seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
-                    max_new = gr.Slider(1, ds.MAX_NEW_TOKENS, value=64, step=1, label="Max new tokens")
-            with gr.Column(scale=2):
-                strategies = gr.CheckboxGroup(choices=[(s.label, s.name) for s in ds.DEFAULTS.values()],
-                                              value=ds.DEFAULT_SELECTION, label="Strategies")
-                with gr.Row():
-                    preset = gr.Dropdown(choices=list(ds.PRESETS), value=None, label="Preset", scale=3)
-                    reset = gr.Button("Reset", scale=1, variant="secondary")
-        with gr.Accordion("Strategy parameters", open=False):
-            by_key = {}
+def build_settings() -> dict:
+    """Prompt, model, seed, length, the ticked strategies, presets and every strategy's knobs."""
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", value=ds.EXAMPLE_PROMPT, lines=3, max_lines=8)
+            with gr.Row(elem_classes=["dx-stack"]):
+                model = gr.Dropdown(choices=[(s.name, s.name) for s in REGISTRY["causal"]], value=default("causal").name,
+                                    label="Model", allow_custom_value=True, scale=3, min_width=220,
+                                    info="Pick one, or type any causal LM id from the Hub (e.g. gpt2).")
+                chat = gr.Checkbox(value=True, label="Chat template", scale=1, min_width=160,
+                                   info="Wrap the prompt as a user turn (instruct models).")
+            with gr.Row(elem_classes=["dx-stack"]):
+                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, min_width=120)
+                max_new = gr.Slider(1, ds.MAX_NEW_TOKENS, value=ds.DEFAULT_NEW_TOKENS, step=1, label="Max new tokens",
+                                    min_width=200)
+        with gr.Column(scale=2):
+            strategies = gr.CheckboxGroup(choices=[(s.label, s.name) for s in ds.DEFAULTS.values()],
+                                          value=ds.DEFAULT_SELECTION, label="Strategies")
             with gr.Row():
-                for name, spec in ds.DEFAULTS.items():
-                    knobs = [(p, kw) for n, p, kw in PARAM_UI if n == name]
-                    if not knobs:
-                        continue
-                    with gr.Column(min_width=200):
-                        gr.Markdown(f"**{spec.label}**  \n<small>{spec.explain}</small>")
-                        for param, kw in knobs:
-                            by_key[name, param] = gr.Slider(value=getattr(spec, param), label=param, **kw)
-            sliders = [by_key[name, param] for name, param, _ in PARAM_UI]  # the order _overrides() expects
+                preset = gr.Dropdown(choices=list(ds.PRESETS), value=ds.DEFAULT_PRESET, label="Preset", scale=3,
+                                     allow_custom_value=True, min_width=200,
+                                     info=f"'{ds.CUSTOM}' when your ticks and knobs match no preset.")
+                reset = gr.Button("Reset", scale=1, variant="secondary", min_width=80)
+    with gr.Accordion("Strategy parameters", open=False):
+        by_key = {}
         with gr.Row():
-            go = gr.Button("Generate side by side", variant="primary", scale=3)
-            stop = gr.Button("Stop", variant="stop", scale=1)
-        status_md = gr.Markdown(status_text(None), elem_classes=["model-status"])
-        notes_md = gr.Markdown("")
-        cards = gr.HTML("", label="Outputs")
-        metrics_df = gr.Dataframe(headers=views.METRIC_HEADERS, label="Metrics", interactive=False, wrap=True)
-        gr.Markdown("### Per-token view\nEach token is coloured by the probability the model gave it. "
-                    "Click a token to see the alternatives and the logits pipeline of that step; "
-                    "pick an alternative and **Branch** to continue from there.")
-        view_pick = gr.Radio(choices=[], label="Strategy", type="value")
-        tokens_hl = gr.HighlightedText(label="Tokens (colour = model probability)", color_map=views.COLORS,
-                                       show_legend=True, show_inline_category=False, combine_adjacent=False,
-                                       interactive=False)
+            for name, spec in ds.DEFAULTS.items():
+                knobs = [(p, kw) for n, p, kw in ds.PARAM_UI if n == name]
+                if not knobs:
+                    continue
+                with gr.Column(min_width=200):
+                    gr.Markdown(f"**{spec.label}**  \n<small>{spec.explain}</small>")
+                    for param, kw in knobs:
+                        by_key[name, param] = gr.Slider(value=getattr(spec, param), label=param, **kw)
+    sliders = [by_key[name, param] for name, param, _ in ds.PARAM_UI]  # in PARAM_UI order
+
+    def apply_preset(data):
+        name = data[preset]
+        if name not in ds.PRESETS:
+            return {preset: ds.preset_of(data[strategies], [data[s] for s in sliders])}
+        names, values = ds.preset_values(name)
+        return {strategies: names, **dict(zip(sliders, values))}
+
+    def follow_settings(data):
+        return {preset: ds.preset_of(data[strategies], [data[s] for s in sliders])}
+
+    def reset_all():
+        names, values = ds.preset_values(ds.DEFAULT_PRESET)
+        return {strategies: names, preset: ds.DEFAULT_PRESET, **dict(zip(sliders, values))}
+
+    preset.input(apply_preset, {preset, strategies, *sliders}, [preset, strategies, *sliders],
+                 api_visibility="private", queue=False)
+    gr.on([strategies.input] + [s.input for s in sliders], follow_settings, {strategies, *sliders}, preset,
+          api_visibility="private", queue=False, show_progress="hidden")
+    reset.click(reset_all, None, [strategies, preset, *sliders], api_visibility="private", queue=False)
+    return dict(prompt=prompt, model=model, chat=chat, seed=seed, max_new=max_new, strategies=strategies,
+                sliders=sliders)
+
+
+def build_model_line(demo: gr.Blocks, model: gr.Dropdown) -> None:
+    """Which model is in use and why; the embedded one loads in the background after the page opens."""
+    status = gr.Markdown(svc.status_text(None, "not started"), elem_classes=["model-status"])
+    preload_id = gr.State("")
+    timer = gr.Timer(1.0, active=False)
+
+    def on_page_load(model_name):
+        job = svc.preload()
+        return {model: gr.Dropdown(choices=available("causal"), value=model_name or default("causal").name),
+                status: svc.status_text(model_name, job.id), timer: gr.Timer(active=jobs.poll(job.id)["active"]),
+                preload_id: job.id}
+
+    def on_tick(model_name, job_id):
+        return {status: svc.status_text(model_name, job_id), timer: gr.Timer(active=jobs.poll(job_id)["active"])}
+
+    def on_model_change(model_name, job_id):
+        if not model_name or model_name == default("causal").name:
+            return svc.status_text(model_name, job_id)
+        try:
+            loaded = svc.load(model_name)
+        except ModelUnavailable as exc:
+            gr.Warning(str(exc))
+            return f"⚠️ {exc} The previous model stays in use until you pick one that loads."
+        return "Model in use: " + loaded.status
+
+    demo.load(on_page_load, model, [model, status, timer, preload_id], api_visibility="private")
+    timer.tick(on_tick, [model, preload_id], [status, timer], api_visibility="private", show_progress="hidden")
+    model.change(on_model_change, [model, preload_id], status, api_visibility="private")
+
+
+# ---------------------------------------------------------------- the run: cards, metrics, per-token view
+
+def build_token_view(session: gr.State) -> dict:
+    """Every token of one strategy coloured by its probability; click one for its alternatives and
+    the logits pipeline of that step; Branch continues from another token."""
+    gr.Markdown("### Per-token view")
+    hint = gr.Markdown(views.EMPTY_TOKENS)
+    with gr.Column(visible=False) as box:
+        gr.Markdown("Each token is coloured by the probability the model gave it. Click a token to see the "
+                    "alternatives and the logits pipeline of that step; pick an alternative and **Branch** to "
+                    "continue from there.")
+        pick = gr.Radio(choices=[], label="Strategy", type="value")
+        tokens = gr.HighlightedText(label="Tokens (colour = model probability)", color_map=views.COLORS,
+                                    show_legend=True, show_inline_category=False, combine_adjacent=False,
+                                    interactive=False)
         step_md = gr.Markdown("")
         with gr.Row():
-            with gr.Column(scale=1):
-                alt_pick = gr.Radio(choices=[], label="Alternatives at this step (model probability)")
-                branch_btn = gr.Button("Branch: continue with this token")
-            with gr.Column(scale=2):
-                pipe_html = gr.HTML("", label="Logits pipeline of this step")
+            with gr.Column(scale=1, min_width=260):
+                alts = gr.Radio(choices=[], label="Alternatives at this step (model probability)", visible=False)
+                branch_btn = gr.Button("Branch: continue with this token", visible=False)
+            with gr.Column(scale=2, min_width=300):
+                pipe = gr.HTML("", label="Logits pipeline of this step")
         branch_md = gr.Markdown("")
         branch_hl = gr.HighlightedText(label="Branched output", color_map=views.COLORS, show_legend=False,
-                                       show_inline_category=False, interactive=False)
-        timer = gr.Timer(1.0, active=False)
+                                       show_inline_category=False, interactive=False, visible=False)
 
-        inputs = [prompt, strategies, model, chat, seed, max_new] + sliders
-        outputs = [cards, metrics_df, state, view_pick, tokens_hl, step_md, alt_pick, pipe_html, branch_hl,
-                   branch_md, notes_md, status_md]
-        disable = go.click(lambda: gr.Button(interactive=False, value="Generating…"), None, go, queue=False,
-                           api_visibility="private")
-        run_event = disable.then(run_compare, inputs, outputs, api_name="run", concurrency_limit=2)
-        run_event.then(lambda: gr.Button(interactive=True, value="Generate side by side"), None, go,
-                       api_visibility="private")
-        stop.click(lambda: gr.Button(interactive=True, value="Generate side by side"), None, go, cancels=[run_event],
-                   queue=False, api_visibility="private")
-        preset.input(apply_preset, preset, [strategies] + sliders, api_visibility="private")
-        reset.click(reset_all, None, [strategies, preset] + sliders, api_visibility="private")
-        model.change(on_model_change, model, status_md, api_visibility="private")
-        view_pick.change(show_strategy, [state, view_pick], [tokens_hl, step_md, alt_pick, pipe_html],
-                         api_visibility="private")
-        tokens_hl.select(select_token, [state, view_pick], [state, step_md, alt_pick, pipe_html],
-                         api_visibility="private")
-        branch_btn.click(branch, [state, alt_pick], [branch_hl, branch_md], api_visibility="private")
-        demo.load(on_page_load, model, [model, status_md, timer], api_visibility="private")
-        timer.tick(on_tick, model, [status_md, timer], api_visibility="private")
+    def show_strategy(state, index):
+        if not state or index is None:
+            return {}
+        output = state["outputs"][int(index)]
+        tok = svc.load(state["model"]).tokenizer
+        return {tokens: views.token_spans(output, tok),
+                step_md: "Click a token above to see the alternatives at that step." if output.ids
+                else "This strategy produced no token before Stop.",
+                alts: gr.Radio(choices=[], value=None, visible=False), pipe: "",
+                branch_btn: gr.Button(visible=False)}
+
+    def select_token(state, index, evt: gr.SelectData):
+        if not state or index is None:
+            return {step_md: "Generate something first."}
+        output = state["outputs"][int(index)]
+        step = evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
+        if not 0 <= step < len(output.ids):
+            return {step_md: "Click one of the generated tokens."}
+        tok = svc.load(state["model"]).tokenizer
+        choices = views.alternatives(output, step, tok)
+        result = svc.step_pipeline(state["model"], output, step)
+        return {session: dict(state, step=step, index=int(index)),
+                step_md: views.step_summary(output, step, tok),
+                alts: gr.Radio(choices=choices, visible=True,
+                               value=next((v for label, v in choices if "picked" not in label), None)),
+                pipe: views.pipeline_html(result, tok, chosen=output.ids[step]),
+                branch_btn: gr.Button(visible=True)}
+
+    def branch(state, token_id):
+        try:
+            if not state or state.get("step") is None:
+                raise UserError("Click a token in the per-token view first, then pick an alternative.")
+            if token_id is None:
+                raise UserError("Pick one of the alternatives first.")
+            output = state["outputs"][state["index"]]
+            new = svc.branch(state["model"], output, state["step"], int(token_id), state["max_new_tokens"],
+                             state["seed"])
+        except Exception as exc:
+            raise ui_error(exc, "Branching") from None
+        tok = svc.load(state["model"]).tokenizer
+        return {branch_hl: gr.HighlightedText(value=views.token_spans(new, tok), visible=True),
+                branch_md: views.branch_summary(output, new, state["step"], tok)}
+
+    pick.change(show_strategy, [session, pick], [tokens, step_md, alts, pipe, branch_btn], api_visibility="private")
+    tokens.select(select_token, [session, pick], [session, step_md, alts, pipe, branch_btn], api_visibility="private")
+    branch_btn.click(branch, [session, alts], [branch_hl, branch_md], api_visibility="private")
+    return dict(hint=hint, box=box, pick=pick, tokens=tokens, step_md=step_md, alts=alts, pipe=pipe,
+                branch_btn=branch_btn, branch_md=branch_md, branch_hl=branch_hl)
+
+
+def build_run(settings: dict) -> None:
+    """Generate and Stop, the cards streamed while the strategies run, the metrics, the token view."""
+    with gr.Row():
+        go = gr.Button(GENERATE, variant="primary", scale=3)
+        stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+    run_id = gr.State("")
+    session = gr.State(None)
+    notes = gr.Markdown("")
+    cards = gr.HTML(views.STYLE + views.empty_html(), label="Outputs")
+    metrics = gr.Dataframe(headers=views.METRIC_HEADERS, label="Metrics", interactive=False, wrap=False,
+                           column_widths=views.METRIC_WIDTHS, visible=False)
+    view = build_token_view(session)
+    s = settings
+    inputs = {s["prompt"], s["strategies"], s["model"], s["chat"], s["seed"], s["max_new"], *s["sliders"]}
+
+    def start(data):
+        """Check what needs no model (an error leaves every control as it was), then queue the run."""
+        try:
+            checked = svc.check(data[s["prompt"]], data[s["strategies"]], data[s["max_new"]], data[s["seed"]],
+                                data[s["chat"]], data[s["model"]], ds.overrides_from([data[k] for k in s["sliders"]]),
+                                ui=True)
+        except UserError as exc:
+            raise ui_error(exc) from None
+        for note in checked.notes:
+            gr.Info(note)
+        job = svc.start(checked)
+        return {run_id: job.id, go: gr.Button(interactive=False, value="Generating…")}
+
+    def follow(job_id):
+        """Redraw the cards while the job runs; when it ends (done, stopped or failed) show everything
+        and give the button back."""
+        job = jobs.get(job_id)
+        if job is None:
+            yield {go: gr.Button(interactive=True, value=GENERATE)}
+            return
+        shown = None
+        try:
+            while True:
+                info = jobs.poll(job_id)
+                live = job.result
+                outputs = list(live.outputs) if live else []
+                key = (info["state"], info["message"], tuple((len(o.ids), o.done) for o in outputs))
+                if key != shown and info["active"]:
+                    shown = key
+                    if outputs:
+                        html = views.cards_html(outputs, live.run.loaded.tokenizer)
+                    elif info["state"] == jobs.QUEUED:
+                        html = views.waiting_html(f"Other generations are running: yours is number {info['position']} "
+                                                  "in line and starts by itself.")
+                    else:
+                        html = views.waiting_html("Loading the model and reading the prompt…")
+                    yield {cards: views.STYLE + html}
+                if not info["active"]:
+                    break
+                time.sleep(ds.STREAM_EVERY_S)
+        except GeneratorExit:  # the page was closed: free the slot
+            jobs.stop(job_id)
+            raise
+        yield finished(job)
+
+    def finished(job) -> dict:
+        live = job.result
+        ready = {go: gr.Button(interactive=True, value=GENERATE)}
+        if job.state == jobs.ERROR or live is None or live.run is None or not live.outputs:
+            if job.state == jobs.ERROR:
+                gr.Warning(job.error)
+                return {**ready, cards: views.STYLE + views.error_html(job.error), notes: ""}
+            return {**ready, cards: views.STYLE + views.waiting_html("Stopped before the first token."), notes: ""}
+        run, outputs = live.run, live.outputs
+        tok = run.loaded.tokenizer
+        stopped = any(o.stopped for o in outputs)
+        labels = [(o.strategy.label, i) for i, o in enumerate(outputs)]
+        return {
+            **ready,
+            notes: views.run_summary(outputs, stopped, run.notes),
+            cards: views.STYLE + views.cards_html(outputs, tok),
+            metrics: gr.Dataframe(value=views.metrics_table(outputs), headers=views.METRIC_HEADERS, visible=True),
+            session: {"outputs": outputs, "model": live.checked.model, "max_new_tokens": run.max_new_tokens,
+                      "seed": run.seed, "step": None},
+            view["hint"]: gr.Markdown(visible=False),
+            view["box"]: gr.Column(visible=True),
+            view["pick"]: gr.Radio(choices=labels, value=0),
+            view["tokens"]: views.token_spans(outputs[0], tok),
+            view["step_md"]: "Click a token above to see the alternatives the model considered at that step.",
+            view["alts"]: gr.Radio(choices=[], value=None, visible=False),
+            view["pipe"]: "",
+            view["branch_btn"]: gr.Button(visible=False),
+            view["branch_hl"]: gr.HighlightedText(value=None, visible=False),
+            view["branch_md"]: "",
+        }
+
+    shown_by_run = [cards, metrics, notes, session, go] + [view[k] for k in (
+        "hint", "box", "pick", "tokens", "step_md", "alts", "pipe", "branch_btn", "branch_hl", "branch_md")]
+    go.click(start, inputs, [run_id, go], api_visibility="private", show_progress="hidden",
+             concurrency_limit=None).success(
+        follow, run_id, shown_by_run, api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    def stop_run(job_id):
+        jobs.stop(job_id)  # the run ends after its current step; follow() then shows what it produced
+
+    stop.click(stop_run, run_id, None, api_visibility="private", queue=False)
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title=lab_title(__file__)) as demo:
+        lab_header(__file__)
+        settings = build_settings()
+        build_model_line(demo, settings["model"])
+        build_run(settings)
         gr.api(compare_api, api_name="compare", concurrency_limit=2)
     return demo
 
@@ -318,5 +313,5 @@ demo = build_demo()
 
 if __name__ == "__main__":
     launch(demo, prevent_thread_lock=True)
-    preload_default()  # torch, transformers and the model load once the server answers
+    svc.preload()  # torch, transformers and the model load once the server answers
     demo.block_thread()

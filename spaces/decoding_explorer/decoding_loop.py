@@ -28,12 +28,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from decoding_strategies import (MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, TOP_ALTERNATIVES, Strategy,
+from decoding_strategies import (MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, PIPELINE_TOKENS, TOP_ALTERNATIVES, Strategy,
                                  processors)
+from shared.errors import UserError
+
+STOPPED = "Stop button"  # the stop reason of a run the user stopped ("stopped by" column)
 
 
-class PromptError(ValueError):
-    """A prompt we cannot run; the message is for the user."""
+class PromptError(UserError, ValueError):
+    """A prompt or a choice of strategies we cannot run; the message is for the user."""
 
 
 @dataclass
@@ -59,6 +62,10 @@ class Output:
     @property
     def scored(self) -> bool:
         return len(self.probs) == len(self.ids)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason == STOPPED
 
 
 # ---------------------------------------------------------------- prompt
@@ -477,6 +484,20 @@ def iter_compare(model, tokenizer, prompt_ids: list[int], strategies: list[Strat
             yield snapshot()
 
 
+def finish_stopped(model, outputs: list[Output]) -> list[Output]:
+    """A run stopped part-way: every unfinished output is marked stopped and keeps what it produced,
+    scored like a finished one (beam search's running best beam gets its probabilities from one
+    teacher-forced pass), so that it can be inspected and branched like any other."""
+    for out in outputs:
+        if out.done:
+            continue
+        out.done, out.stop_reason = True, STOPPED
+        out.seconds = max(out.seconds, 1e-9)
+        if not out.scored:
+            score_tokens(model, out)
+    return outputs
+
+
 def compare(model, tokenizer, prompt_ids, strategies, max_new_tokens, seed) -> list[Output]:
     last = []
     for last in iter_compare(model, tokenizer, prompt_ids, strategies, max_new_tokens, seed):
@@ -507,7 +528,7 @@ def continue_from(model, tokenizer, output: Output, step: int, token_id: int, ma
 
 # ---------------------------------------------------------------- logits pipeline of one step
 
-def pipeline(model, prefix_ids: list[int], strategy: Strategy, top_n: int = 12) -> dict:
+def pipeline(model, prefix_ids: list[int], strategy: Strategy, top_n: int = PIPELINE_TOKENS) -> dict:
     """The next-token distribution after each processing stage, for the step that follows
     `prefix_ids`: {"token_ids": [...], "stages": [{"stage", "kept", "probs"}]}.
 

@@ -1,4 +1,5 @@
-"""What the UI and the API call: pick the model, check and clamp the inputs, run the comparison.
+"""What the UI and the API call: pick the model, check and clamp the inputs, run the comparison
+(as a shared.jobs job for the UI, so that it streams, queues and stops), and the model line.
 
 Plain Python (no gradio); torch/transformers are imported only when a model is loaded."""
 from __future__ import annotations
@@ -9,7 +10,13 @@ from dataclasses import dataclass, field
 import decoding_loop
 import decoding_strategies as ds
 from decoding_loop import PromptError
-from decoding_metrics import metrics, output_json
+from decoding_metrics import output_json
+from shared import jobs
+from shared.device import gpu
+from shared.errors import api
+
+PRELOAD = "preload:causal"  # the job that loads the embedded model once the server is up
+RUN = "decode"  # the admission key of generations: ds.RUN_SLOTS at once, the others wait in line
 
 
 @dataclass
@@ -21,6 +28,27 @@ class Run:
     max_new_tokens: int
     seed: int
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Checked:
+    """A request checked without the model: what prepare() then loads and encodes."""
+    prompt: str
+    strategies: list
+    max_new_tokens: int
+    seed: int
+    chat_template: bool
+    model: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Live:
+    """A generation job's result, filled while it runs: the UI redraws from it."""
+    checked: Checked
+    run: Run | None = None
+    outputs: list = field(default_factory=list)
+    steps: int = 0
 
 
 def load(requested: str | None = None):
@@ -36,6 +64,33 @@ def load(requested: str | None = None):
     return load_causal_lm(requested, fallback=False)
 
 
+# ---------------------------------------------------------------- the model line
+
+def preload() -> jobs.Job:
+    """The job loading the embedded model in the background (one per process; a failed one is retried)."""
+    for job in jobs.find(kind=PRELOAD):
+        if job.state != jobs.ERROR:
+            return job
+    return jobs.submit(lambda job: load(None), key=PRELOAD, label="Loading the embedded model")
+
+
+def status_text(model_name: str | None, preload_id: str | None = None) -> str:
+    """The "Model in use" line: a picked model loads on Generate; the embedded one shows its load."""
+    from shared.models import default
+
+    name = (model_name or "").strip()
+    if name and name != default("causal").name:
+        return f"Model: **{name}** (loads when you press Generate)."
+    job = jobs.get(preload_id)
+    if job is not None and job.state == jobs.DONE:
+        return "Model in use: " + job.result.status
+    if job is not None and job.state == jobs.ERROR:
+        return f"⚠️ Could not load the embedded model: {job.error}"
+    return "⏳ Loading the embedded model (SmolLM2-135M-Instruct) in the background… you can type meanwhile."
+
+
+# ---------------------------------------------------------------- checking and running
+
 def parse_overrides(params) -> tuple[dict, list[str]]:
     """{"strategy": {"param": value}} from a dict or JSON text; anything else is reported."""
     if params in (None, "", {}):
@@ -50,26 +105,41 @@ def parse_overrides(params) -> tuple[dict, list[str]]:
     return params, []
 
 
-def prepare(prompt, names, max_new_tokens=64, seed=0, chat_template=True, model=None, params=None) -> Run:
-    """Check and clamp everything; raises PromptError / ModelUnavailable with a clear message."""
+def check(prompt, names, max_new_tokens=ds.DEFAULT_NEW_TOKENS, seed=0, chat_template=True, model=None,
+          params=None, ui: bool = False) -> Checked:
+    """Everything that can be checked without the model; raises PromptError. `ui` names the
+    strategies by their checkbox labels, the API by the names it accepts."""
     overrides, notes = parse_overrides(params)
     strategies, more = ds.resolve(names, overrides)
     notes += more
-    if not strategies:
-        raise PromptError(" ".join(notes + ["Pick at least one strategy (" + ", ".join(ds.NAMES) + ")."]))
-    max_new_tokens, seed, more = ds.clamp_run(max_new_tokens, seed)
-    notes += more
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptError("The prompt is empty: type something for the model to continue.")
-    loaded = load(model)
+    if not strategies:
+        if ui:
+            raise PromptError("Tick at least one strategy under Strategies (for example "
+                              + ", ".join(ds.label_of(n) for n in ds.DEFAULT_SELECTION) + ").")
+        raise PromptError(" ".join(notes + ["Pick at least one strategy (" + ", ".join(ds.NAMES) + ")."]))
+    max_new_tokens, seed, more = ds.clamp_run(max_new_tokens, seed)
+    return Checked(prompt, strategies, max_new_tokens, seed, bool(chat_template), model, notes + more)
+
+
+def prepare(prompt, names, max_new_tokens=ds.DEFAULT_NEW_TOKENS, seed=0, chat_template=True, model=None,
+            params=None) -> Run:
+    """Check and clamp everything; raises PromptError / ModelUnavailable with a clear message."""
+    return load_and_encode(check(prompt, names, max_new_tokens, seed, chat_template, model, params))
+
+
+def load_and_encode(c: Checked) -> Run:
+    loaded = load(c.model)
+    notes = list(c.notes)
+    max_new_tokens = c.max_new_tokens
     limit = decoding_loop.context_limit(loaded.model)
     if max_new_tokens > limit - 16:
         notes.append(f"max_new_tokens={max_new_tokens} does not fit this model's context of {limit} tokens; "
                      f"using {limit - 16}.")
         max_new_tokens = limit - 16
-    prompt_ids, more = decoding_loop.encode_prompt(loaded.tokenizer, prompt, bool(chat_template), max_new_tokens,
-                                                   limit)
-    return Run(loaded, prompt_ids, strategies, max_new_tokens, seed, notes + more)
+    prompt_ids, more = decoding_loop.encode_prompt(loaded.tokenizer, c.prompt, c.chat_template, max_new_tokens, limit)
+    return Run(loaded, prompt_ids, c.strategies, max_new_tokens, c.seed, notes + more)
 
 
 def stream(run: Run):
@@ -78,18 +148,43 @@ def stream(run: Run):
                                           run.max_new_tokens, run.seed)
 
 
-def compare_json(prompt, strategies, max_new_tokens=64, seed=0, chat_template=True, params=None, model=None) -> dict:
-    """The /compare endpoint: {"model", "notes", "results": [...]} or {"error": message}."""
-    from shared.models import ModelUnavailable
+def start(checked: Checked, owner: str = "") -> jobs.Job:
+    """Queue a generation: job.result is a Live that fills as it runs; jobs.stop(job.id) ends it
+    after the current step, keeping (and scoring) what each strategy produced."""
+    live = Live(checked)
 
-    try:
-        run = prepare(prompt, strategies, max_new_tokens, seed, chat_template, model, params)
-        outputs = decoding_loop.compare(run.loaded.model, run.loaded.tokenizer, run.prompt_ids, run.strategies,
-                                        run.max_new_tokens, run.seed)
-    except (PromptError, ModelUnavailable) as exc:
-        return {"error": str(exc)}
-    except Exception as exc:  # never a traceback for the caller; the server keeps serving
-        return {"error": f"Generation failed: {type(exc).__name__}: {str(exc)[:300]}"}
+    def work(job):
+        job.result = live
+        job.report(0.0, "loading the model")
+        live.run = run = load_and_encode(checked)
+        job.check_stop()
+        generate(job, live)
+        return live
+
+    return jobs.submit(work, key=RUN, kind="generate", label="Generation", owner=owner, slots=ds.RUN_SLOTS)
+
+
+@gpu(duration=120)
+def generate(job, live: Live) -> None:
+    """Run every strategy of `live.run`, publishing each step in `live`; on a stop request,
+    finish with what was produced (marked stopped, scored)."""
+    run = live.run
+    for outputs in stream(run):
+        live.outputs, live.steps = outputs, live.steps + 1
+        job.report(live.steps / max(run.max_new_tokens, 1), f"step {live.steps}/{run.max_new_tokens}")
+        if job.should_stop():
+            decoding_loop.finish_stopped(run.loaded.model, outputs)
+            break
+
+
+@api("Generation")
+@gpu(duration=120)
+def compare_json(prompt, strategies, max_new_tokens=ds.DEFAULT_NEW_TOKENS, seed=0, chat_template=True, params=None,
+                 model=None) -> dict:
+    """The /compare endpoint: {"model", "notes", "results": [...]} or {"error": message}."""
+    run = prepare(prompt, strategies, max_new_tokens, seed, chat_template, model, params)
+    outputs = decoding_loop.compare(run.loaded.model, run.loaded.tokenizer, run.prompt_ids, run.strategies,
+                                    run.max_new_tokens, run.seed)
     tok = run.loaded.tokenizer
     return {
         "model": run.loaded.choice.spec.hub_id,
@@ -102,5 +197,18 @@ def compare_json(prompt, strategies, max_new_tokens=64, seed=0, chat_template=Tr
     }
 
 
-def metrics_rows(outputs) -> list[dict]:
-    return [metrics(o) for o in outputs if o.ids]
+# ---------------------------------------------------------------- inspecting one output
+
+@gpu(duration=30)
+def step_pipeline(model_name, output, step: int) -> dict:
+    """The logits pipeline of `output` at `step` (one forward pass)."""
+    loaded = load(model_name)
+    return decoding_loop.pipeline(loaded.model, output.prompt_ids + output.ids[:step], output.strategy)
+
+
+@gpu(duration=120)
+def branch(model_name, output, step: int, token_id: int, max_new_tokens: int, seed: int):
+    """`output` kept up to `step`, `token_id` forced there, the same strategy continuing."""
+    loaded = load(model_name)
+    return decoding_loop.continue_from(loaded.model, loaded.tokenizer, output, step, int(token_id), max_new_tokens,
+                                       seed)

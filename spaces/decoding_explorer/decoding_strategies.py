@@ -4,15 +4,41 @@ processors each one applies, in the order `model.generate` builds them.
 No gradio and no torch at import: the processors are built on demand."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from shared.imports import transformers_ready
 
+# ---------------------------------------------------------------- limits and UI defaults
 MAX_NEW_TOKENS = 256  # CPU-friendly ceiling; asking for more is clamped with a note
 MAX_BEAMS = 8
 MAX_PROMPT_TOKENS = 1024  # prompt tokens kept (the end of the prompt) before generation
 MAX_PROMPT_CHARS = 40_000  # cheap character cut before tokenising a huge paste
 TOP_ALTERNATIVES = 5  # alternatives recorded per generated token
+PIPELINE_TOKENS = 12  # tokens shown in the logits pipeline of one step
+DEFAULT_NEW_TOKENS = 64
+EXAMPLE_PROMPT = "Write a short story about a robot who learns to paint."
+RUN_SLOTS = 2  # generations running at once in one process; more wait in line with their position
+STREAM_EVERY_S = 0.25  # how often the UI redraws the cards of a running generation
+DEFAULT_PRESET = "Default (the classics)"
+CUSTOM = "Custom"  # what the Preset box shows when the settings match no preset
+
+# (strategy, parameter, slider settings): the knobs shown under "Strategy parameters", in this order.
+PARAM_UI = [
+    ("temperature", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
+    ("top_k", "top_k", dict(minimum=1, maximum=200, step=1)),
+    ("top_k", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
+    ("top_p", "top_p", dict(minimum=0.05, maximum=1.0, step=0.01)),
+    ("top_p", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
+    ("min_p", "min_p", dict(minimum=0.0, maximum=0.5, step=0.01)),
+    ("min_p", "temperature", dict(minimum=0.05, maximum=2.0, step=0.05)),
+    ("typical", "typical_p", dict(minimum=0.05, maximum=1.0, step=0.01)),
+    ("beam", "num_beams", dict(minimum=2, maximum=MAX_BEAMS, step=1)),
+    ("beam", "length_penalty", dict(minimum=-2.0, maximum=3.0, step=0.1)),
+    ("beam", "no_repeat_ngram_size", dict(minimum=0, maximum=6, step=1)),
+    ("repetition_penalty", "repetition_penalty", dict(minimum=1.0, maximum=2.5, step=0.05)),
+    ("contrastive", "penalty_alpha", dict(minimum=0.0, maximum=1.0, step=0.05)),
+    ("contrastive", "contrastive_k", dict(minimum=2, maximum=10, step=1)),
+]
 
 
 @dataclass(frozen=True)
@@ -80,7 +106,7 @@ DEFAULTS: dict[str, Strategy] = {s.name: s for s in [
 NAMES = list(DEFAULTS)
 
 PRESETS: dict[str, dict] = {
-    "Compare the classics": {"strategies": ["greedy", "beam", "top_p", "contrastive"]},
+    DEFAULT_PRESET: {"strategies": ["greedy", "beam", "top_p", "contrastive"]},
     "All sampling filters": {"strategies": ["temperature", "top_k", "top_p", "min_p", "typical"]},
     "Fight repetition": {"strategies": ["greedy", "repetition_penalty", "beam", "contrastive"]},
     "Creative (hot)": {"strategies": ["temperature", "top_p", "min_p"],
@@ -88,7 +114,51 @@ PRESETS: dict[str, dict] = {
                                      "min_p": {"temperature": 1.5}}},
     "Everything": {"strategies": NAMES},
 }
-DEFAULT_SELECTION = PRESETS["Compare the classics"]["strategies"]
+DEFAULT_SELECTION = PRESETS[DEFAULT_PRESET]["strategies"]
+
+
+def label_of(name: str) -> str:
+    """The label a strategy has on its checkbox (what the UI's messages name)."""
+    return DEFAULTS[name].label if name in DEFAULTS else name
+
+
+def default_values() -> list:
+    """The slider values of PARAM_UI with every strategy at its defaults."""
+    return [getattr(DEFAULTS[name], param) for name, param, _ in PARAM_UI]
+
+
+def preset_values(preset: str) -> tuple[list[str], list]:
+    """(ticked strategies, slider values in PARAM_UI order) of a preset; unknown names give the default."""
+    spec = PRESETS.get(preset) or PRESETS[DEFAULT_PRESET]
+    values = default_values()
+    for i, (name, param, _) in enumerate(PARAM_UI):
+        values[i] = (spec.get("overrides", {}).get(name) or {}).get(param, values[i])
+    return list(spec["strategies"]), values
+
+
+def preset_of(selected, values) -> str:
+    """The preset these ticks and slider values are, or CUSTOM."""
+    chosen = set(selected or [])
+    for preset in PRESETS:
+        names, expected = preset_values(preset)
+        if set(names) == chosen and all(_same(a, b) for a, b in zip(values, expected)):
+            return preset
+    return CUSTOM
+
+
+def _same(a, b) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except (TypeError, ValueError):
+        return False
+
+
+def overrides_from(values) -> dict:
+    """{"strategy": {"param": value}} from slider values in PARAM_UI order."""
+    out: dict = {}
+    for (name, param, _), value in zip(PARAM_UI, values):
+        out.setdefault(name, {})[param] = value
+    return out
 
 # name -> (min, max, int?) ; what the clamp does is documented in the lab README.
 BOUNDS = {
@@ -217,11 +287,3 @@ def generate_kwargs(strategy: Strategy) -> dict:
                   min_p=s.min_p if s.min_p > 0 else None, typical_p=s.typical_p)
     return kw
 
-
-@dataclass
-class RunSettings:
-    prompt: str
-    strategies: list[Strategy] = field(default_factory=list)
-    max_new_tokens: int = 64
-    seed: int = 0
-    chat_template: bool = True

@@ -1,6 +1,6 @@
-"""Decoding explorer logic: its own decoding loop against model.generate, token for token, on
-the tiny GPT-2 and on the embedded SmolLM2; clamps, metrics, branching, the logits pipeline."""
-import math
+"""decoding_loop: the explorer's own decoding loop against model.generate, token for token, on
+the tiny GPT-2 and on the embedded SmolLM2; one forward per step, branching, a stopped run, the
+logits pipeline, prompt checks."""
 import sys
 from pathlib import Path
 
@@ -9,7 +9,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spaces" / "decoding_explorer"))
 
 import decoding_loop as dl  # noqa: E402
-import decoding_metrics as dm  # noqa: E402
 import decoding_strategies as ds  # noqa: E402
 
 N = 16
@@ -66,38 +65,6 @@ def test_sampling_with_settings_equals_generate_same_seed(tiny, changes):
     for seed in (0, 123):
         for s, out in zip(strategies, dl.compare(model, tok, prompt, strategies, N, seed)):
             assert out.ids == generate(model, prompt, s, N, seed), (s.name, seed)
-
-
-def test_processors_are_the_ones_generate_builds_in_the_same_order(tiny):
-    """Capture generate's own LogitsProcessorList (custom_generate receives it) and compare."""
-    import torch
-
-    model, tok, prompt = tiny
-    captured = {}
-
-    def capture(model_, input_ids, logits_processor=None, **kwargs):
-        captured["procs"] = list(logits_processor)
-        return input_ids
-
-    strategy, _ = ds.clamp(ds.DEFAULTS["top_p"], temperature=0.7, top_k=20, top_p=0.8, min_p=0.05,
-                           typical_p=0.9, repetition_penalty=1.2, no_repeat_ngram_size=3)
-    ids = torch.tensor([prompt])
-    model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, custom_generate=capture,
-                   pad_token_id=50256, **ds.generate_kwargs(strategy))
-    theirs = captured["procs"]
-    ours = [p for _, p in ds.processors(strategy)]
-    assert [type(p).__name__ for p in ours] == [type(p).__name__ for p in theirs]
-    assert [type(p).__name__ for p in ours] == [
-        "RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor", "TemperatureLogitsWarper",
-        "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper"]
-    scores = torch.randn(1, 50257)
-    seq = torch.tensor([prompt])
-    a = b = scores
-    for p in ours:
-        a = p(seq, a)
-    for p in theirs:
-        b = p(seq, b)
-    assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- contrastive search
@@ -195,6 +162,28 @@ def test_iter_compare_streams_every_strategy_together(tiny):
     assert snapshots[-1] == [(6, True)] * 4
 
 
+def test_a_stopped_run_keeps_and_scores_what_each_strategy_produced(tiny):
+    """Stop after a few steps: every strategy keeps its tokens so far (greedy and sampling a prefix
+    of the full run), marked stopped, with probabilities and alternatives for each token (beam
+    search's running best beam scored by one pass), so it can be inspected like a finished run."""
+    model, tok, prompt = tiny
+    strategies, _ = ds.resolve(MIXED)
+    for i, outputs in enumerate(dl.iter_compare(model, tok, prompt, strategies, N, 0)):
+        if i == 3:
+            break
+    assert not any(o.done for o in outputs)
+    dl.finish_stopped(model, outputs)
+    full = dl.compare(model, tok, prompt, strategies, N, 0)
+    assert [len(o.ids) for o in outputs] == [4, 4, 4, 3]  # contrastive's token lags one forward behind
+    for o, f in zip(outputs, full):
+        assert o.done and o.stopped and o.stop_reason == dl.STOPPED, o.strategy.name
+        assert o.scored and len(o.top_ids) == len(o.ids) == len(o.picked_probs), o.strategy.name
+        if o.strategy.mode != "beam":  # beams reorder: the running best is not a prefix of the final one
+            assert o.ids == f.ids[:len(o.ids)], o.strategy.name
+            assert o.probs == pytest.approx(f.probs[:len(o.ids)], rel=1e-4, abs=1e-7), o.strategy.name
+    assert dl.finish_stopped(model, full) == full and not any(o.stopped for o in full)  # finished ones untouched
+
+
 # ---------------------------------------------------------------- branching, pipeline
 
 def test_branch_keeps_prefix_forces_token_and_continues_like_the_strategy(tiny):
@@ -221,7 +210,7 @@ def test_pipeline_stages_follow_generate_order_and_filter(tiny):
     assert all(len(s["probs"]) == len(result["token_ids"]) for s in result["stages"])
 
 
-# ---------------------------------------------------------------- prompt, clamps, metrics
+# ---------------------------------------------------------------- prompt
 
 def test_prompt_checks_and_truncation(tiny):
     model, tok, _ = tiny
@@ -231,39 +220,6 @@ def test_prompt_checks_and_truncation(tiny):
     assert len(ids) == 246 and any("characters" in n for n in notes) and any("kept its last" in n for n in notes)
     ids, notes = dl.encode_prompt(tok, "hello", True, 10, 256)
     assert ids == tok("hello")["input_ids"] and "no chat template" in notes[0]
-
-
-@pytest.mark.parametrize("name,changes,field,expected", [
-    ("top_p", {"top_p": 0}, "top_p", 0.01),
-    ("top_p", {"top_p": 1.5}, "top_p", 1.0),
-    ("temperature", {"temperature": 0}, "temperature", 0.05),
-    ("temperature", {"temperature": -3}, "temperature", 0.05),
-    ("beam", {"num_beams": 64}, "num_beams", ds.MAX_BEAMS),
-    ("beam", {"num_beams": 1}, "num_beams", 2),
-    ("top_k", {"top_k": "lots"}, "top_k", 40),
-])
-def test_clamps_have_notes(name, changes, field, expected):
-    strategy, notes = ds.clamp(ds.DEFAULTS[name], **changes)
-    assert getattr(strategy, field) == expected and len(notes) == 1
-
-
-def test_run_clamps_and_unknown_strategies():
-    assert ds.clamp_run(100000, -5)[:2] == (ds.MAX_NEW_TOKENS, 5)
-    assert ds.clamp_run(0, "x")[0] == 1
-    chosen, notes = ds.resolve(["Greedy", "beam", "greedy", "nonsense"])
-    assert [s.name for s in chosen] == ["greedy", "beam"] and "nonsense" in notes[0]
-
-
-def test_metrics():
-    assert dm.distinct_n([1, 2, 3, 1, 2], 1) == 0.6
-    assert dm.distinct_n([1, 2, 3, 1, 2], 2) == 0.75
-    assert dm.repetition_rate([1, 2, 3, 1, 2, 3, 1]) == pytest.approx(2 / 5)
-    assert dm.repetition_rate([1, 2]) == 0.0
-    out = dl.Output(ds.DEFAULTS["greedy"], [0], ids=[5, 6], probs=[0.5, 0.25], seconds=0.5)
-    m = dm.metrics(out)
-    assert m["tokens"] == 2 and m["tokens_per_s"] == 4.0
-    assert m["mean_logprob"] == pytest.approx((math.log(0.5) + math.log(0.25)) / 2, abs=1e-3)
-    assert m["perplexity"] == pytest.approx(1 / math.sqrt(0.125), abs=0.01)
 
 
 def test_eos_stops_every_strategy_like_generate(tiny, monkeypatch):
