@@ -44,7 +44,7 @@ IGNORED_NAMES = ["__pycache__", "*.pyc", "*.pyo", ".env", ".env.*", "*.env", ".g
 UPLOAD_IGNORE = sorted({p for name in IGNORED_NAMES for p in (name, f"{name}/**", f"**/{name}", f"**/{name}/**")})
 # On update, remote files under these patterns that the bundle no longer has are deleted
 # (.gitattributes is never deleted by huggingface_hub).
-DELETE_PATTERNS = ["*.py", "shared/**", "assets/**", "requirements*.txt"]
+DELETE_PATTERNS = ["*.py", "shared/**", "assets/**", "requirements*.txt", "packages.txt"]
 
 
 class DeployError(Exception):
@@ -264,6 +264,11 @@ def build_bundle(lab: Lab, out: Path, root: Path = ROOT) -> dict:
     (out / "requirements.txt").write_text(requirements, encoding="utf-8")
     if nodeps:
         (out / "requirements-nodeps.txt").write_text(nodeps, encoding="utf-8")
+    apt = lab.meta.get("apt_packages") or []
+    if not isinstance(apt, list) or not all(isinstance(a, str) and a.strip() and " " not in a.strip() for a in apt):
+        raise DeployError(f"spaces/{lab.name}/README.md: 'apt_packages' must be a list of Debian package names.")
+    if apt:  # the Space installs these with apt before the app starts
+        (out / "packages.txt").write_text("\n".join(a.strip() for a in apt) + "\n", encoding="utf-8")
     write_readme(out / "README.md", card, lab)
     big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > 20_000_000]
     for p in big:

@@ -15,6 +15,9 @@ matter is the Space card and the single source of truth for everything the scrip
                           -> project-only key: pip packages the lab needs beyond the common core
                              (gradio, torch, transformers, huggingface-hub, spaces); a deployed
                              Space installs only those, with the versions requirements.txt pins.
+    apt_packages: [bubblewrap]
+                          -> project-only key: Debian packages the lab needs (the Space's packages.txt;
+                             scripts/setup.sh installs them locally).
 
 Project-only keys are removed from the card a Space receives. Used by deploy_space.py,
 new_space.py and serve_all.py; imports nothing heavy."""
@@ -30,7 +33,7 @@ from shared import cards
 from shared.cards import first_paragraph  # noqa: F401  (part of labkit's interface for the scripts)
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_KEYS = ("assets", "teaches", "requirements")  # front-matter keys for this project's scripts, not the Hub
+PROJECT_KEYS = ("assets", "teaches", "requirements", "apt_packages")  # front-matter keys for this project's scripts, not the Hub
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 
 

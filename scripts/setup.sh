@@ -28,11 +28,22 @@ if ! (cd / && "$root/$vpy" -c "import shared, sys; sys.exit(not shared.__file__.
   "$vpy" -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
 fi
 
+# System packages: bubblewrap (the agent sandbox's namespace layer; without it the lab runs and says
+# that layer is off) and, with --browser, Debian's chromium and an emoji font for the browser tests.
+apt_wanted=""
+command -v bwrap >/dev/null 2>&1 || apt_wanted="bubblewrap"
 if [ "${1:-}" = "--browser" ] && { ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi emoji; }; then
-  echo "[setup] installing Debian's chromium (and an emoji font for the screenshots) for the browser tests"
+  apt_wanted="$apt_wanted chromium fonts-noto-color-emoji"
+fi
+if [ -n "$apt_wanted" ]; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
-  $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+  if [ -z "$sudo_" ] || command -v sudo >/dev/null 2>&1; then
+    echo "[setup] installing Debian packages:$apt_wanted"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq $apt_wanted >/dev/null
+  else
+    echo "[setup] not root and no sudo: install these Debian packages yourself:$apt_wanted"
+  fi
 fi
 
 # Convert the embedded SmolLM2 GGUF once into a fast-loading cache (outside the repo).

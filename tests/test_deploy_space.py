@@ -214,6 +214,14 @@ def test_bundle_installs_what_the_labs_code_imports(bundles, lab):
         assert not {"diffusers", "faiss-cpu", "trl"} & wanted
 
 
+def test_apt_packages_become_the_spaces_packages_txt(bundles):
+    labs = {lab.name: lab for lab in labkit.discover()}
+    for name, lab in labs.items():
+        packages = bundle_of(bundles, name) / "packages.txt"
+        wanted = lab.meta.get("apt_packages") or []
+        assert (packages.read_text().split() if packages.exists() else []) == wanted, name
+
+
 @pytest.mark.parametrize("lab", LABS)
 def test_bundle_has_only_what_it_needs(bundles, lab):
     bundle = bundle_of(bundles, lab)
