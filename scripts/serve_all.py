@@ -3,6 +3,10 @@
     python scripts/serve_all.py                       # http://127.0.0.1:7860/ (index), /<lab>/ each lab
     python scripts/serve_all.py --host 0.0.0.0 --port 8000 --labs rag_chat,ner_tagger
 
+Bound to an address other machines can reach (0.0.0.0, a LAN address), it serves strangers, so the
+policy of a hosted Space applies (shared/hubguard.py): only the registry's models, no local folders,
+unless GENAI_LAB_ALLOW_ANY_MODEL=1 (or GENAI_LAB_ALLOWED_MODELS=org/a,org/b) is set.
+
 One FastAPI app: an index page at / linking every lab with what it teaches (from each lab's
 README front matter), and each lab's Gradio app mounted at /<lab>/ with the common theme.
 Labs are found by scripts/labkit.py (spaces/<name>/ with app.py and README.md), so a new lab
@@ -161,6 +165,12 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--labs", help="comma-separated subset of labs (default: all)")
     args = parser.parse_args(argv)
+    from shared.hubguard import ALLOW_ANY_VAR, is_loopback, mark_public
+
+    if not is_loopback(args.host):  # strangers on the network: the policy of a public server (shared.hubguard)
+        mark_public(args.host)
+        print(f"[serve_all] serving beyond this machine ({args.host}): visitors may load only the registry's models "
+              f"and no local folders; set {ALLOW_ANY_VAR}=1 to allow any Hub id.", flush=True)
     started = time.perf_counter()
     try:
         app = create_app([n.strip() for n in args.labs.split(",") if n.strip()] if args.labs else None)

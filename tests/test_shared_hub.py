@@ -67,3 +67,37 @@ def test_local_cache_lookup(tmp_path):
     assert hub.in_local_cache("org/tiny", cache_dir=str(tmp_path))
     assert not hub.in_local_cache("org/other", cache_dir=str(tmp_path))
     assert not hub.in_local_cache("not a//valid id", cache_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------- through the stand-in Hub (tests/hubstub.py)
+
+from hubstub import GPT2, hub as stub_hub  # noqa: E402
+
+
+def test_stand_in_hub_is_probed_at_hf_endpoint_and_forgotten_on_request(stub_hub):
+    assert hub.hub_reachable()
+    stub_hub.stop()
+    assert hub.hub_reachable()  # remembered for REMEMBER_S: no probe storm
+    hub.forget()
+    assert hub.hub_reachable() is False
+
+
+def test_metadata_is_asked_once_for_repeated_checks(stub_hub):
+    from shared.models import resolve
+
+    for _ in range(3):
+        assert resolve("causal", GPT2, fallback=False).source == "hub"
+    assert [r for r in stub_hub.requests if r[2].startswith("api:")] == [("GET", GPT2, "api:", "")]
+    info = hub.repo_info(GPT2)
+    assert info.sha and {s.rfilename for s in info.siblings} >= {"config.json", "model.safetensors"}
+
+
+def test_download_status_while_running(stub_hub):
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(hub.download_status(GPT2))
+
+    hub.download(GPT2, [("config.json", len(stub_hub.repos.get(GPT2).files["config.json"]))], progress)
+    assert seen and all(s.startswith(f"Downloading {GPT2}:") for s in seen)
+    assert hub.download_status(GPT2) == ""
