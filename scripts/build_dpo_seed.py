@@ -4,13 +4,15 @@ Source: the English YAML files of chatterbot-corpus 1.3.3 (BSD-3-Clause), fetche
 `pip download --no-deps` into the cache (never installed). Every conversation's first turn is a
 question, its second turn the corpus's human-written answer.
 
-    python scripts/build_dpo_seed.py            # prompts.jsonl + seed.jsonl (~2 min of CPU)
+    python scripts/build_dpo_seed.py            # prompts.jsonl + seed.jsonl (a second, no model)
     python scripts/build_dpo_seed.py --prompts-only
 
 prompts.jsonl: every distinct question (first letter upper-cased) with its category and answer.
-seed.jsonl: SEED_TRAIN + SEED_HELDOUT preference pairs, chosen = the corpus's own answer, rejected =
-SmolLM2-135M-Instruct (embedded) answering the same question at temperature 1.6, top-p 1 (mostly
-incoherent text). The split is fixed by a seeded shuffle; the held-back pairs are never trained on.
+seed.jsonl: SEED_TRAIN + SEED_HELDOUT preference pairs, chosen = the corpus's own answer to the
+question, rejected = the corpus's answer to a different question drawn at random from another
+category (a fluent, human-written reply that does not answer this question). The split is fixed by
+a seeded shuffle; the held-back pairs are never trained on, and their rejected answers come from
+held-back questions only.
 """
 import argparse
 import json
@@ -22,8 +24,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "spaces" / "dpo_labeler"))
-
 from shared.paths import pypi_file  # noqa: E402
 
 TARGET = ROOT / "assets" / "dpo_prompts"
@@ -56,24 +56,21 @@ def read_corpus(wheel: Path) -> list[dict]:
 
 
 def build_seed(rows: list[dict]) -> list[dict]:
-    from dpo_generate import SEED_REJECTED, generate
-    from shared.loading import load_causal_lm
-    import torch
-
-    torch.set_num_threads(2)
     # Answers with some substance (not "yes." / a single word), not the corpus's longest speeches.
     pool = [r for r in rows if 12 <= len(r["answer"]) <= 240 and len(r["prompt"]) <= 160]
     rng = random.Random(SEED)
     rng.shuffle(pool)
-    chosen = pool[:SEED_TRAIN + SEED_HELDOUT]
-    loaded = load_causal_lm()
-    rejected = generate(loaded.model, loaded.tokenizer, [r["prompt"] for r in chosen], SEED_REJECTED, seed=SEED)
+    picked = pool[:SEED_TRAIN + SEED_HELDOUT]
     out = []
-    for i, (row, bad) in enumerate(zip(chosen, rejected)):
-        out.append({"id": f"seed-{i:03d}", "split": "train" if i < SEED_TRAIN else "heldout",
-                    "category": row["category"], "prompt": row["prompt"], "chosen": row["answer"],
-                    "rejected": bad or "…", "rejected_by": f"SmolLM2-135M-Instruct {SEED_REJECTED.label()}, "
-                                                           f"max {SEED_REJECTED.max_new_tokens} new tokens"})
+    for i, row in enumerate(picked):
+        split = "train" if i < SEED_TRAIN else "heldout"
+        # The rejected answer: another question's answer, same split, another category.
+        same_split = picked[:SEED_TRAIN] if split == "train" else picked[SEED_TRAIN:]
+        other = rng.choice([r for r in same_split if r["category"] != row["category"]])
+        out.append({"id": f"seed-{i:03d}", "split": split, "category": row["category"], "prompt": row["prompt"],
+                    "chosen": row["answer"], "rejected": other["answer"],
+                    "rejected_by": f"the corpus answer to another question ({other['id']}, {other['category']}: "
+                                   f"{other['prompt']!r})"})
     return out
 
 

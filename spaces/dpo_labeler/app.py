@@ -256,7 +256,8 @@ def build_train_tab(state):
         beta = gr.Slider(*LIMITS["beta"], value=DEFAULTS["beta"], step=0.01, label="beta (KL strength)")
         lr = gr.Number(DEFAULTS["learning_rate"], label="learning rate", minimum=LIMITS["learning_rate"][0],
                        maximum=LIMITS["learning_rate"][1])
-        steps = gr.Slider(1, 200, value=DEFAULTS["max_steps"], step=1, label="steps (batch of 4 pairs)")
+        steps = gr.Slider(1, 200, value=DEFAULTS["max_steps"], step=1, label="steps (batch of 4 pairs)",
+                          elem_id="dpo-steps")
         rank = gr.Dropdown([4, 8, 16, 32], value=DEFAULTS["r"], label="LoRA rank r")
     gr.Markdown("<small>SmolLM2-135M-Instruct on this CPU: a few seconds per step; the default 30 steps take about "
                 "2-3 minutes. With a GPU, or a Hub model via the API's `model`, it is the same code. "
@@ -333,7 +334,7 @@ def build_eval_tab(state):
     held = gr.HTML(views.result_html(None))
     with gr.Row():
         prompts = gr.Textbox(label="Blind-round prompts (optional, one per line; empty = 4 held-back questions)",
-                             lines=2, max_length=8000, scale=3)
+                             lines=2, max_length=8000, scale=3, elem_id="dpo-blind-prompts")
         start_btn = gr.Button("Start a blind round", variant="primary", scale=1, elem_id="dpo-blind-start")
     item = gr.HTML(views.blind_html(None, 0), elem_id="dpo-blind")
     with gr.Row():
@@ -444,9 +445,10 @@ def api_stats() -> dict:
 
 @api("Export")
 def api_export() -> dict:
-    """Writes the TRL-ready dataset; {"path": JSONL path, "parquet": Parquet path, "rows": n}."""
+    """Writes the TRL-ready dataset: {"jsonl": its path, "parquet": the Parquet copy, "folder", "rows": n}.
+    (Not "path": gradio_client would take a dict with a "path" key for a file to download.)"""
     path = svc.export(svc.store())
-    return {"path": str(path), "parquet": str(path.with_suffix(".parquet")),
+    return {"jsonl": str(path), "parquet": str(path.with_suffix(".parquet")), "folder": str(path.parent),
             "rows": sum(1 for _ in open(path, encoding="utf-8"))}
 
 

@@ -41,8 +41,6 @@ class Sampling:
 # The two settings a pair is made with: a careful one and a loose one, so the answers differ.
 SETTING_1 = Sampling(temperature=0.7, top_p=0.9)
 SETTING_2 = Sampling(temperature=1.2, top_p=0.95)
-# The seed set's rejected side (scripts/build_dpo_seed.py): far too hot, mostly incoherent.
-SEED_REJECTED = Sampling(temperature=1.6, top_p=1.0, top_k=0, max_new_tokens=48)
 BLIND = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=48)
 
 

@@ -56,10 +56,10 @@ CAPTIONS = {
 }
 
 SEED_NOTE = ("**The seed set** (shipped, so you can train before labelling): 300 questions from the chatterbot "
-             "corpus (BSD-3). *chosen* = the corpus's human-written answer; *rejected* = SmolLM2-135M answering "
-             "the same question at temperature 1.6 (mostly incoherent). 240 pairs train, 60 are held back for "
-             "evaluation and never trained on. The rule is mechanical, not a human judgement; it also makes "
-             "chosen answers shorter (see *Data*: length bias).")
+             "corpus (BSD-3). *chosen* = the corpus's own answer to the question; *rejected* = the corpus's answer "
+             "to a different question from another topic (fluent, human-written, but not an answer to this one). "
+             "240 pairs train, 60 are held back for evaluation and never trained on. The rule is mechanical, not a "
+             "human judgement: it teaches the model to prefer the answer that fits the question.")
 
 RLHF_MD = """
 **RLHF (the InstructGPT recipe)** takes three stages: (1) **SFT** on demonstrations; (2) a **reward model**
