@@ -324,7 +324,7 @@ def check(spec, role: str, source: str, device: str | None = None) -> Estimate |
     dtype_bytes, dtype = (4, "float32") if device == "cpu" else (2, "16-bit")
     if source == "local cache":
         est = estimate_from_cache(spec.hub_id, dtype_bytes, dtype)
-        if est is not None and (why := size_refusal(est, device)):
+        if est is not None and not _resident(spec.hub_id) and (why := size_refusal(est, device)):
             raise ModelUnavailable(why)
         return est
     try:
@@ -360,6 +360,13 @@ def estimate(spec, source: str, device: str) -> Estimate | None:
         return None
     est.repo_id = spec.hub_id
     return est
+
+
+def _resident(hub_id: str) -> bool:
+    """Already loaded: asking for it again shares it, it takes no new memory."""
+    from shared.loading import model_cache
+
+    return any(len(key) > 1 and key[1] == hub_id for key in model_cache().keys())
 
 
 def _device() -> str:

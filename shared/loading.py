@@ -47,6 +47,12 @@ def once(key: tuple, build):
         return _cache[key]
 
 
+def forget(key: tuple) -> bool:
+    """Drop a once() entry (its next use builds it again); True if there was one."""
+    with _guard:
+        return _cache.pop(key, None) is not None
+
+
 def is_loaded(key_prefix: str) -> bool:
     return any(k[0] == key_prefix for k in list(_cache) + _models.keys())
 

@@ -32,6 +32,7 @@ import pytest
 GPT2 = "tiny-org/tiny-gpt2"  # a repo a user types into a lab
 REGISTRY_GPT2 = "openai-community/gpt2"  # the registry's gpt2, served as the same tiny model
 BERT_NER = "tiny-org/tiny-bert-ner"
+REGISTRY_NER = "dslim/bert-base-NER"  # the NER lab's Hub tagger, served as the same tiny token classifier
 EMBEDDER = "tiny-org/tiny-embedder"
 UNET = "tiny-org/tiny-unet"
 TOKENIZER_ONLY = "tiny-org/tokenizer-only"
@@ -160,6 +161,8 @@ def _bert_ner() -> Repo:
     model = BertForTokenClassification(BertConfig(vocab_size=tok.vocab_size, **SMALL_BERT, num_labels=len(labels),
                                                   id2label=dict(enumerate(labels)),
                                                   label2id={l: i for i, l in enumerate(labels)}))
+    with torch.no_grad():  # random weights, but a known answer: every word piece leans to B-PER
+        model.classifier.bias.copy_(torch.tensor([0.0, 10.0, 0.0, 0.0, 0.0]))
     folder = _root() / "bert-ner"
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -201,7 +204,7 @@ def _huge() -> Repo:
 
 
 BUILDERS = {GPT2: lambda: _gpt2(0), REGISTRY_GPT2: lambda: _gpt2(1), GATED: _gated, TOKENIZER_ONLY: _tokenizer_only,
-            BERT_NER: _bert_ner, EMBEDDER: _embedder, UNET: _unet, HUGE: _huge}
+            BERT_NER: _bert_ner, REGISTRY_NER: _bert_ner, EMBEDDER: _embedder, UNET: _unet, HUGE: _huge}
 BUILDERS |= {name: (lambda seed=10 + i: _gpt2(seed)) for i, name in enumerate(FIVE)}
 
 

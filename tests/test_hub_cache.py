@@ -76,6 +76,7 @@ def test_when_every_model_is_in_use_a_new_one_is_told_to_wait(hub, cache, monkey
     with pytest.raises(ModelUnavailable, match="other visitors' models are in use: try again in a minute"):
         loading.load_causal_lm(FIVE[2], fallback=False)
     assert hub.served(FIVE[2]) == []
+    assert loading.load_causal_lm(FIVE[0], fallback=False).model is held[0].model  # shared, not refused
     del held
     loading.load_causal_lm(FIVE[2], fallback=False)  # released: now it fits
     forget_hub_models()

@@ -1,13 +1,12 @@
 """A Hub model typed into the decoding explorer, through its public /compare API (gradio_client),
 served by the stand-in Hub: it downloads, loads and generates; refusals come back as one sentence;
 a slow Hub does not stop the lab from answering other requests."""
-import threading
 import time
 
 import pytest
 
 from conftest import import_app, running
-from hubstub import GPT2, HUGE, REGISTRY_GPT2, TOKENIZER_ONLY, forget_hub_models, hub, wait_for  # noqa: F401
+from hubstub import GPT2, HUGE, REGISTRY_GPT2, TOKENIZER_ONLY, hub, wait_for  # noqa: F401
 
 
 @pytest.fixture(scope="module")

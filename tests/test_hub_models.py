@@ -76,7 +76,7 @@ def test_token_classifier_downloads_and_tags(hub):
     assert choice.source == "hub"
     enc = tok("Ada Lovelace lived in London", return_tensors="pt")
     labels = [model.config.id2label[i] for i in model(**enc).logits.argmax(-1)[0].tolist()]
-    assert len(labels) == enc.input_ids.shape[1] and set(labels) <= {"O", "B-PER", "I-PER", "B-LOC", "I-LOC"}
+    assert len(labels) == enc.input_ids.shape[1] and set(labels) == {"B-PER"}  # the stand-in's known answer
 
 
 def test_embedder_downloads_and_embeds_through_the_rag_lab(hub):
