@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -123,11 +124,17 @@ class Estimate:
     basis: str = ""  # where the numbers come from, for the sentence
 
 
+VARIANT = re.compile(r"\.(fp16|bf16|fp32|non_ema|ema)(?=\.)")
+
+
 def weight_files(names: list[str]) -> list[str]:
-    """The weight files a load reads: the first format present (safetensors, then .bin, then .pt)."""
+    """The weight files a load reads: the first format present (safetensors, then .bin, then .pt),
+    without the variants beside the plain file (diffusers repos ship x.fp16.safetensors next to x.safetensors)."""
     for patterns in WEIGHT_FORMATS:
         chosen = [n for n in names if any(fnmatch(Path(n).name, p) for p in patterns)
                   and not _other_runtime(n)]
+        plain = {n for n in chosen if not VARIANT.search(n)}
+        chosen = [n for n in chosen if not VARIANT.search(n) or VARIANT.sub("", n) not in plain]
         if any(not n.endswith(".json") for n in chosen):
             return chosen
     return []
@@ -152,6 +159,8 @@ def estimate_from_info(info, dtype_bytes: float, dtype: str) -> Estimate:
     chosen = plan(files)
     weights = sum(size for name, size in chosen if name in set(weight_files(list(files))))
     params = getattr(getattr(info, "safetensors", None), "total", None)
+    if "model_index.json" in files:  # a diffusers pipeline: the Hub's count includes every variant
+        params = None
     if params:
         memory, basis = int(params * dtype_bytes), f"{params / 1e6:,.0f}M parameters at {dtype}"
     else:
