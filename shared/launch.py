@@ -44,7 +44,10 @@ def prepare(demo):
 def launch(demo, argv=None, **overrides):
     """Prepare and launch `demo`; `overrides` go to gr.Blocks.launch (tests pass
     prevent_thread_lock=True)."""
+    from shared.hubguard import mark_public
+
     prepare(demo)
     kwargs = launch_kwargs(parse_args(argv))
     kwargs.update(overrides)
+    mark_public(kwargs["server_name"])  # strangers on the network: registry models only, no local folders
     return demo.launch(**kwargs)

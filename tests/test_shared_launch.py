@@ -115,3 +115,26 @@ def test_app_starts_from_anywhere(layout, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_launch_on_a_network_address_applies_the_public_server_policy(monkeypatch):
+    """`python app.py --host 0.0.0.0` serves strangers: the same rules as serve_all on the LAN."""
+    from shared import hubguard, launch
+
+    launched = {}
+
+    class FakeDemo:
+        delete_cache = (1, 1)
+
+        def queue(self, **kw):
+            return self
+
+        def launch(self, **kw):
+            launched.update(kw)
+
+    monkeypatch.delenv(hubguard.PUBLIC_VAR, raising=False)
+    launch.launch(FakeDemo(), argv=["--host", "127.0.0.1"])
+    assert launched["server_name"] == "127.0.0.1" and not hubguard.public_server()
+    launch.launch(FakeDemo(), argv=["--host", "0.0.0.0"])
+    assert hubguard.public_server()
+    monkeypatch.delenv(hubguard.PUBLIC_VAR, raising=False)
