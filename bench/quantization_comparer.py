@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "spaces" / "quantization_comparer"))
+sys.path.insert(0, str(ROOT / "spaces" / "quantization_comparer"))  # the lab's modules (shared is installed)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import shared.bootstrap  # noqa: E402,F401
 
@@ -32,6 +31,8 @@ def main():
     args = parser.parse_args()
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     lines = ["# Quantization comparer: estimated vs measured weight memory", "",
+             "Reproduce: `python bench/quantization_comparer.py` (writes this file; about 12 minutes on a busy "
+             "2-core CPU). Earlier runs: `git log -p` of this file.", "",
              f"Machine: 2-core CPU, no GPU, shared with other jobs (load average {load} at start: timings are rough); "
              f"Python {platform.python_version()}, bitsandbytes on CPU. Quantized loads keep the unquantized "
              "parts in bf16. Error = (estimate - measured) / measured.", "",
@@ -42,6 +43,10 @@ def main():
     for model in args.models:
         data = measure(model, PRECISIONS, progress=lambda f, t: print(f"  {t}", file=sys.stderr, flush=True))
         for prec, r in data["results"].items():
+            if "error" in r:  # refused before loading (does not fit here)
+                lines.append(f"| {data['model']} | {prec} | - | {fmt_bytes(r['estimated_bytes'])} | - | "
+                             f"{fmt_bytes(r['naive_bytes'])} | - | - | - | {r['error']} |")
+                continue
             worst_lab = max(worst_lab, abs(r["error_pct"]))
             worst_naive = max(worst_naive, abs(r["naive_error_pct"]))
             ppl = f"{r['perplexity']:.2f}" if r.get("perplexity") else "n/a (encoder)"

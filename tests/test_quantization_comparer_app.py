@@ -1,16 +1,16 @@
 """quantization_comparer app: /estimate and /measure through gradio_client, bad input through the
-API (the server keeps serving), both ways of finding shared/, and one browser test."""
+API (the server keeps serving), measurements waiting in line, and the app started from the repo
+and from a Space bundle."""
 import os
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, import_app, running, screenshot
+from conftest import ROOT, import_app, running
 
 LAB = "quantization_comparer"
 
@@ -103,20 +103,33 @@ def test_wrong_types_then_server_still_serves(client):
     assert client.predict("gpt2", 1024, 1, api_name="/estimate")["parameters"]["total"] == 124_439_808
 
 
-def test_measuring_while_another_measurement_runs(app, client):
+def test_a_second_measurement_waits_in_line_and_sees_its_position(app, client, monkeypatch):
+    """Measurements run one at a time (a shared.jobs key): while an API measurement runs, a UI
+    user's Measure waits in line, is told its place, and runs when the first ends."""
     import quant_measure as qm
+    import quant_views as views
+    from shared import jobs
 
-    job = client.submit("all-MiniLM-L6-v2 (embedded)", ["fp32", "int8"], api_name="/measure")
-    deadline = time.time() + 60
-    while not qm.busy() and time.time() < deadline:
-        time.sleep(0.05)
-    assert qm.busy(), "the API measurement never started"
-    with pytest.raises(qm.MeasurementBusy, match="already running"):
-        qm.measure("all-MiniLM-L6-v2 (embedded)", ["fp32"])
-    text, *_ = app.run_measure("all-MiniLM-L6-v2 (embedded)", ["fp32"])  # what a second UI user sees
-    assert "already running" in text
-    assert "results" in job.result(timeout=300)
-    assert not qm.busy()
+    release, started = threading.Event(), threading.Event()
+    real = qm.measure
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(qm, "measure", held)
+    first = client.submit("all-MiniLM-L6-v2 (embedded)", ["fp32"], api_name="/measure")
+    try:
+        assert started.wait(60), "the API measurement never started"
+        second = qm.start_measurement("all-MiniLM-L6-v2 (embedded)", ["int8"])  # what the UI's Measure does
+        poll = jobs.poll(second.id)
+        assert poll["state"] == jobs.QUEUED and poll["position"] == 1
+        assert "number 1 in line" in views.job_line(poll, "all-MiniLM-L6-v2 (embedded)")
+    finally:
+        release.set()
+    assert "fp32" in first.result(timeout=300)["results"]
+    assert second.wait(300) and second.state == jobs.DONE and "int8" in second.result["results"]
 
 
 @pytest.mark.parametrize("bundle", [False, True])
@@ -135,22 +148,3 @@ def test_app_finds_shared_in_repo_and_in_a_bundle(tmp_path, bundle):
     assert out.returncode == 0, out.stderr[-2000:]
     count, where = out.stdout.split()[-2:]
     assert int(count) >= 20 and Path(where).parent.parent == (folder if bundle else ROOT)
-
-
-def test_browser_measure_smollm2(app, url, page, monkeypatch):
-    import functools
-
-    # A shorter reference text and continuation keep this fast on a busy CPU (the app uses 256 / 16).
-    monkeypatch.setattr(app, "measure", functools.partial(app.measure, new_tokens=6, reference_tokens=64))
-    page.goto(url)
-    page.get_by_role("tab", name="Measure (load it for real)").click()
-    for name in ("bf16", "int8", "nf4"):  # fp32 and nf4-dq stay checked
-        page.get_by_label(name, exact=True).uncheck()
-    page.get_by_role("button", name="Measure", exact=True).click()
-    try:
-        page.get_by_text("Prompt:").or_(page.get_by_text("Not measured:")).first.wait_for(timeout=400_000)
-    finally:
-        page.wait_for_timeout(1500)  # let the chart draw
-        path = screenshot(page, LAB)
-    assert page.get_by_text("Prompt:").count() == 1, page.get_by_text("Not measured:").all_inner_texts()
-    assert path.exists() and path.stat().st_size > 10_000

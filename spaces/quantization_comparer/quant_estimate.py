@@ -10,9 +10,13 @@ import math
 import threading
 from dataclasses import dataclass
 
+from shared.errors import UserError
 from shared.imports import transformers_ready
 from shared.memory import fmt_bytes, kv_cache_bytes
 
+# ---------------------------------------------------------------- limits, UI defaults, layout constants
+DEFAULT_CONTEXT = 2048  # tokens, what the page opens with
+DEFAULT_BATCH = 1
 PRECISIONS = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq"]
 QUANTIZED = {"int8", "nf4", "nf4-dq"}
 FULL_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
@@ -36,7 +40,7 @@ DEVICES = [
 ]
 
 
-class EstimateError(ValueError):
+class EstimateError(UserError, ValueError):
     """Bad request for an estimate (the message is for the UI)."""
 
 

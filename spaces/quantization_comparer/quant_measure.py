@@ -1,52 +1,45 @@
 """Really load a model at each precision and measure it: footprint, load time, time per token,
 perplexity on a fixed text and the greedy continuation of a fixed prompt.
 
-One measurement at a time per process (a lock; a second caller gets MeasurementBusy at once),
-and each model is freed before the next one is loaded. No gradio here."""
+Each model is freed before the next one is loaded. One measurement at a time is the app's job
+(a shared.jobs admission key): callers here are not serialised. No gradio here."""
 import difflib
 import gc
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from quant_configs import ModelRef, reference_text, resolve_model, weights_available
 from quant_estimate import BUILD_LOCK, PRECISIONS, QUANTIZED, count_config, machine_ram, weight_bytes
+from shared import jobs
+from shared.device import gpu
+from shared.errors import UserError
 from shared.imports import transformers_ready
 from shared.memory import fmt_bytes, measure_footprint, param_bytes, process_rss, return_free_memory
 from shared.models import ModelUnavailable
 
+# ---------------------------------------------------------------- limits and UI defaults
+DEFAULT_PRECISIONS = ["fp32", "bf16", "int8", "nf4", "nf4-dq"]  # ticked when the page opens
 PROMPT = "The most useful thing to know about lighthouses is"
 NEW_TOKENS = 16
 REFERENCE_TOKENS = 256
 LOAD_HEADROOM = 1.5  # loading can briefly hold a second copy of a layer's weights and the file pages
 QUALITY_ORDER = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq"]  # highest precision first
-
-_lock = threading.Lock()
-_running: dict = {}
-
-
-class MeasurementBusy(RuntimeError):
-    """Another measurement is running in this process."""
+GPU_SECONDS = 300  # ZeroGPU time asked for one measurement (several loads of the model)
+STOPPED_ROW = "not measured: the measurement was stopped before this precision."
+JOB_KEY = "measure"  # one measurement at a time per process; the others wait in line with their position
 
 
-class TooLarge(RuntimeError):
+class PrecisionError(UserError, ValueError):
+    """Precision names that are not a list of known names."""
+
+
+class TooLarge(UserError):
     """Refused before loading: the estimate says it does not fit in this machine's memory."""
 
 
-class NotGenerative(ValueError):
+class NotGenerative(UserError, ValueError):
     """Generation asked of an encoder-only model."""
-
-
-def busy() -> bool:
-    return _lock.locked()
-
-
-def running_info() -> str:
-    if not _running:
-        return ""
-    age = time.monotonic() - _running.get("since", time.monotonic())
-    return f"{_running.get('model')} at {_running.get('precision', '...')}, started {age:.0f} s ago"
 
 
 def parse_precisions(precisions) -> list[str]:
@@ -54,14 +47,14 @@ def parse_precisions(precisions) -> list[str]:
     if isinstance(precisions, str):
         precisions = [p for p in precisions.replace(" ", ",").split(",") if p]
     if not isinstance(precisions, (list, tuple)):
-        raise ValueError(f"precisions must be a list of names from {', '.join(PRECISIONS)}.")
+        raise PrecisionError(f"precisions must be a list of names from {', '.join(PRECISIONS)}.")
     names = []
     for p in precisions:
         if not isinstance(p, str) or p.strip().lower() not in PRECISIONS:
-            raise ValueError(f"Unknown precision {str(p)[:40]!r}: use names from {', '.join(PRECISIONS)}.")
+            raise PrecisionError(f"Unknown precision {str(p)[:40]!r}: use names from {', '.join(PRECISIONS)}.")
         names.append(p.strip().lower())
     if not names:
-        raise ValueError(f"Pick at least one precision ({', '.join(PRECISIONS)}).")
+        raise PrecisionError(f"Pick at least one precision ({', '.join(PRECISIONS)}).")
     return [p for p in PRECISIONS if p in names]
 
 
@@ -250,44 +243,34 @@ def plan(model_name, precisions) -> Plan:
     return Plan(ref, names, estimates, refused, source)
 
 
+@gpu(duration=GPU_SECONDS)
 def measure(model_name, precisions, progress=None, device: str | None = None, new_tokens: int = NEW_TOKENS,
-            reference_tokens: int = REFERENCE_TOKENS) -> dict:
+            reference_tokens: int = REFERENCE_TOKENS, should_stop=None) -> dict:
     """Load `model_name` at each precision in turn and measure it (see the module docstring).
 
-    progress(fraction, text) is called along the way. Raises MeasurementBusy, TooLarge,
-    ModelUnavailable or ValueError with a message for the UI."""
-    if not _lock.acquire(blocking=False):
-        raise MeasurementBusy("A measurement is already running (" + (running_info() or "another request") +
-                              "). Measurements run one at a time because each one loads a model; try again when "
-                              "it has finished.")
-    try:
-        _running.update(model=str(model_name)[:80], since=time.monotonic())
-        return _measure(model_name, precisions, progress, device, new_tokens, reference_tokens)
-    finally:
-        _running.clear()
-        _lock.release()
-
-
-def _measure(model_name, precisions, progress, device, new_tokens, reference_tokens) -> dict:
+    progress(fraction, text) is called along the way; when should_stop() turns true, the precisions
+    not yet started are skipped (marked in their rows) and data["stopped"] is True. Raises
+    TooLarge, ModelUnavailable or PrecisionError with a message for the UI."""
     from shared.device import pick_device
 
     progress = progress or (lambda *_: None)
+    should_stop = should_stop or (lambda: False)
     p = plan(model_name, precisions)
     ref = p.ref
     device = device or pick_device()
     progress(0.0, f"Loading the tokenizer of {ref.name}")
     tokenizer = _tokenizer(ref, p.source)
     text = reference_text()
-    results, steps = {}, len(p.precisions)
+    results, steps, stopped = {}, len(p.precisions), False
     for i, prec in enumerate(p.precisions):
         est = p.estimates[prec]
         row = dict(precision=prec, estimated_bytes=est.bytes, estimate_formula=est.formula,
                    naive_bytes=est.naive_bytes, naive_formula=est.naive_formula)
-        if prec in p.refused:
-            row["error"] = p.refused[prec]
+        stopped = stopped or should_stop()
+        if prec in p.refused or stopped:
+            row["error"] = STOPPED_ROW if stopped else p.refused[prec]
             results[prec] = row
             continue
-        _running["precision"] = prec
         progress(i / steps, f"{prec}: loading {ref.name} ({i + 1}/{steps})")
         _free()
         start = time.perf_counter()
@@ -327,7 +310,19 @@ def _measure(model_name, precisions, progress, device, new_tokens, reference_tok
     progress(1.0, "done")
     return dict(model=ref.name, hub_id=ref.hub_id, source=p.source, kind=ref.kind, device=device, note=ref.note,
                 prompt=PROMPT if ref.generative else None, new_tokens=new_tokens if ref.generative else 0,
-                results=results)
+                results=results, stopped=stopped)
+
+
+def start_measurement(model_name, precisions, owner: str = "", **options) -> jobs.Job:
+    """Check the request at once (raises TooLarge, ModelUnavailable, PrecisionError), then queue
+    the measurement behind any other: job.report carries its progress, jobs.stop ends it after
+    the current precision, job.result is measure()'s dict."""
+    plan(model_name, precisions)
+
+    def work(job):
+        return measure(model_name, precisions, progress=job.report, should_stop=job.should_stop, **options)
+
+    return jobs.submit(work, key=JOB_KEY, kind="measure", label="The measurement", owner=owner)
 
 
 def _compare_quality(results: dict) -> None:
