@@ -1,0 +1,856 @@
+"""One continuous-batching generation engine per model: the requests of every user of a process
+share one forward pass per token.
+
+    from shared import batching
+    engine = batching.engine_for(model)                        # one per model object, process-wide
+    gen = batching.generate(model, prompt_ids, batching.Sampling(do_sample=True, temperature=0.8, seed=3),
+                            max_new_tokens=48, eos=[2], should_stop=job.should_stop)
+    gen.ids, gen.probs, gen.top_ids, gen.top_probs, gen.stop_reason
+
+How it works (as vLLM and TGI do it, in plain PyTorch on top of transformers' DynamicCache):
+- A request ("ticket") holds one or more *steppers* that continue one prompt. The engine's thread
+  prefills a newcomer ALONE (batch 1, no padding) at a token boundary, then merges its KV cache
+  into the running batch: every row is left-padded to the longest row, an attention mask marks
+  the padding and each row gets its own position ids, so the newcomer computes what it would
+  compute alone (to float rounding: see below).
+- Then one forward pass per step runs over every row of every ticket. Each stepper says which of
+  its previous rows each of its next rows continues (beam search reorders, contrastive search
+  feeds k candidates of one row) and which token each row feeds; the cache is reordered once
+  with the concatenated index (rows of finished or stopped tickets drop out), the columns that
+  are padding in every row are trimmed, and each stepper gets its slice of the logits (and of the
+  last hidden states when it asks for them).
+- Stopping is per row and per ticket: end of text, max_new_tokens, a stop request
+  (`ticket.cancel()`, or a `should_stop()` callable such as a shared.jobs job's, checked at every
+  token boundary). A stopped ticket leaves the batch at the next boundary, keeping what it made.
+- The built-in stepper `Rows` runs greedy and sampling rows, each with its own sampling settings
+  (repetition penalty, no-repeat n-gram, temperature, top-k, top-p, min-p, typical, as transformers
+  logits processors in generate's order) and its own torch.Generator seeded per request, so a
+  seeded run draws exactly what `torch.manual_seed(seed); model.generate(do_sample=True, ...)`
+  draws alone, whoever else is in the batch. It records, per token, the model's probability
+  (softmax of raw logits), the probability after the row's processors and the top alternatives.
+  Any object with the same small protocol (`width`, `live`, `rows()`, `advance()`; see `Rows`)
+  can ride the batch too: the decoding explorer's beam search and contrastive search do.
+- Waiting is visible: a ticket admitted when the batch has room (MAX_ROWS) runs at the next token
+  boundary; beyond that it waits in line and `ticket.position()` says its place (1 = next).
+
+Results do not depend on the batch: greedy picks the same tokens, a seeded sample draws the same
+tokens, and probabilities agree to float rounding (a batched matrix product and a masked
+attention sum in another order than batch 1: about 1e-6 relative; tests/test_shared_batching.py
+checks all three on the tiny GPT-2 and on the embedded SmolLM2, with requests joining and leaving
+mid-generation). Caches with sliding-window or other special layers cannot be padded and merged:
+such a model's tickets run one at a time through the same engine (`engine.joinable` says which).
+
+Threads and the GIL: the engine runs in one daemon thread per model that sleeps on a condition
+when there is no work (it never spins) and drops its reference to the model when idle, so the
+bounded model cache can still unload it. Callers block on a condition too (`ticket.wait()`,
+`ticket.updates()`), which releases the GIL, and torch releases it inside every kernel, so a
+gradio server on the same process keeps answering while the engine generates.
+
+When a room outgrows one machine
+--------------------------------
+Point the labs at an existing serving engine instead (design rule 10: no home-made cluster):
+vLLM (`vllm serve HuggingFaceTB/SmolLM2-1.7B-Instruct`), TGI, llama.cpp's server or Ollama all
+speak the OpenAI protocol. `endpoint_generate(url, prompt, ...)` asks `/v1/completions` (plain
+text prompts, what the explorer needs) or `/v1/chat/completions` (messages) with
+`logprobs`/`top_logprobs` and returns the same `Generation` record: text, tokens, each token's
+probability and the top alternatives where the server offers them (vLLM, TGI and llama.cpp do;
+Ollama's OpenAI layer and many hosted APIs return no log-probabilities, and then `probs` stay
+empty and `Generation.views_missing` lists what the explorer cannot show). Sampling settings go
+as `temperature`/`top_p`/`seed` (OpenAI fields) plus `top_k`/`min_p`/`repetition_penalty`
+(accepted by vLLM and llama.cpp, ignored or refused by others). What is lost against a local model
+(`ENDPOINT_LIMITS`): the model's probability of a token the server did not return among its top
+alternatives, the logits pipeline of a step (the processors run inside the server), branching at a
+token from the server's own state (a branch is a new request with the kept text as prompt), beam
+search and contrastive search (not in the OpenAI protocol; vLLM's beam search is a separate
+API), and exact seeds across servers (a seed is reproducible only on the same server and
+version). tests/test_shared_batching.py drives it against a loopback stand-in server."""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from shared.errors import UserError
+
+# ---------------------------------------------------------------- limits
+MAX_ROWS = 48  # rows in one forward pass; tickets beyond it wait in line (one is always admitted)
+MAX_WAITING = 256  # tickets waiting per engine; more are refused with a clear message
+TOP_ALTERNATIVES = 5  # alternatives recorded per generated token
+IDLE_EXIT_S = 30.0  # the engine's thread ends after this long without work (a new ticket starts it again)
+
+WAITING, RUNNING, DONE, STOPPED, ERROR = "waiting", "running", "done", "stopped", "error"
+FINISHED = (DONE, STOPPED, ERROR)
+STOP_REQUEST = "stop request"  # the stop reason of a row that a stop request ended
+
+
+class BatchFull(UserError):
+    """Too many requests wait for this model; the message is for the user."""
+
+
+# ---------------------------------------------------------------- what one row produced
+
+@dataclass
+class Generation:
+    """One row's generation and what the model thought of each token."""
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)  # generated token ids (the EOS token included if produced)
+    probs: list[float] = field(default_factory=list)  # model probability of each token (softmax of raw logits)
+    picked_probs: list[float] = field(default_factory=list)  # probability after the row's processors
+    top_ids: list[list[int]] = field(default_factory=list)  # the model's top alternatives at each step
+    top_probs: list[list[float]] = field(default_factory=list)
+    seconds: float = 0.0
+    done: bool = False
+    stop_reason: str = ""
+    batch_size: int = 1  # the most rows that shared one of its forward passes
+    text: str = ""  # filled by endpoint_generate (a local caller decodes ids itself)
+    tokens: list[str] = field(default_factory=list)  # an endpoint's token strings (its top_ids are strings too)
+    views_missing: list[str] = field(default_factory=list)  # what an endpoint did not give
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.ids) / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One row's decoding settings; a field at its neutral value adds no logits processor."""
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    seed: int = 0
+
+    def processors(self) -> list:
+        """transformers logits processors in the order GenerationMixin builds them (5.23)."""
+        from transformers import (MinPLogitsWarper, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper)
+
+        out = []
+        if self.repetition_penalty != 1.0:
+            out.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.no_repeat_ngram_size > 0:
+            out.append(NoRepeatNGramLogitsProcessor(self.no_repeat_ngram_size))
+        if self.do_sample:
+            if self.temperature != 1.0:
+                out.append(TemperatureLogitsWarper(self.temperature))
+            if self.top_k:
+                out.append(TopKLogitsWarper(top_k=self.top_k, min_tokens_to_keep=1))
+            if self.top_p < 1.0:
+                out.append(TopPLogitsWarper(top_p=self.top_p, min_tokens_to_keep=1))
+            if self.min_p > 0.0:
+                out.append(MinPLogitsWarper(min_p=self.min_p, min_tokens_to_keep=1))
+            if self.typical_p < 1.0:
+                out.append(TypicalLogitsWarper(mass=self.typical_p, min_tokens_to_keep=1))
+        return out
+
+    def generate_kwargs(self) -> dict:
+        """The model.generate arguments that draw the same tokens (with torch.manual_seed(seed))."""
+        kw = dict(do_sample=self.do_sample, repetition_penalty=self.repetition_penalty,
+                  no_repeat_ngram_size=self.no_repeat_ngram_size)
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                      min_p=self.min_p if self.min_p > 0 else None, typical_p=self.typical_p)
+        return kw
+
+
+def eos_ids(model, tokenizer=None) -> list[int]:
+    """The end-of-text ids of a model (its generation config, else the tokenizer's)."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None and tokenizer is not None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+# ---------------------------------------------------------------- the built-in stepper
+
+class Rows:
+    """Greedy and sampling rows continuing one prompt: each row has its own settings (logits
+    processors), its own torch.Generator seeded with its seed, its own max_new_tokens and may be
+    stopped alone (`stop_row(i)`).
+
+    The stepper protocol the engine drives (the decoding explorer's beam and contrastive steppers
+    follow it too):
+    - `width`: rows at the prefill (the prompt's one prefilled row stands for each of them);
+      `max_rows`: the most rows it feeds in one step (what admission counts; default `width`);
+    - `live`: False once finished (it takes no more rows);
+    - `wants_hidden`: True if advance() needs the last hidden states;
+    - `rows()` -> (src, tokens): for each of its next rows, which row of its slice of the previous
+      forward it continues (local indices) and the token it feeds;
+    - `advance(logits, hidden, batch)`: its slice of the last forward's logits (rows x vocab, float),
+      the matching last hidden states or None, and how many rows that forward ran in all;
+    - `outs`: what it produced (Generation-like records), read by the caller."""
+
+    wants_hidden = False
+
+    def __init__(self, prompt_ids: list[int], samplings: list[Sampling], max_new_tokens, eos: list[int],
+                 device="cpu", processors: list[list] | None = None, top_alternatives: int = TOP_ALTERNATIVES,
+                 outs: list | None = None):
+        import torch
+
+        n = len(samplings)
+        if n == 0:
+            raise ValueError("Rows needs at least one row.")
+        limits = list(max_new_tokens) if isinstance(max_new_tokens, (list, tuple)) else [int(max_new_tokens)] * n
+        self.outs = outs if outs is not None else [Generation(list(prompt_ids)) for _ in range(n)]
+        self.procs = processors if processors is not None else [s.processors() for s in samplings]
+        self.gens = [torch.Generator(device=device).manual_seed(int(s.seed)) if s.do_sample else None
+                     for s in samplings]
+        self.eos_t = torch.tensor(eos or [-1], device=device)
+        self.pad = eos[0] if eos else 0
+        self.ids = torch.tensor([prompt_ids], device=device).expand(n, -1)  # every row's text so far
+        self.limits = [max(1, int(m)) for m in limits]
+        self.alive = [True] * n
+        self._stop = [False] * n
+        self.fed = list(range(n))  # the row behind each row of the slice advance() gets
+        self.tokens = None
+        self.k = int(top_alternatives)
+        self.device, self.start = device, time.perf_counter()
+        self.width = self.max_rows = n
+        self.live = True
+
+    def stop_row(self, i: int) -> None:
+        """Row i ends at the next token boundary, keeping what it produced."""
+        self._stop[i] = True
+
+    def rows(self):
+        for i in range(len(self.outs)):
+            if self.alive[i] and self._stop[i]:
+                self._end(i, STOP_REQUEST)
+        src = [j for j, i in enumerate(self.fed) if self.alive[i]]
+        self.fed = [self.fed[j] for j in src]
+        return src, self.tokens[src]
+
+    def _end(self, i: int, reason: str) -> None:
+        o = self.outs[i]
+        self.alive[i] = False
+        o.done, o.stop_reason = True, reason
+        o.seconds = max(o.seconds, 1e-9)
+        if not any(self.alive):
+            self.live = False
+
+    def stop_all(self, reason: str = STOP_REQUEST) -> None:
+        for i in range(len(self.outs)):
+            if self.alive[i]:
+                self._end(i, reason)
+        self.live = False
+
+    def advance(self, logits, hidden, batch: int) -> None:
+        import torch
+
+        fed, k = self.fed, self.k
+        logp = torch.log_softmax(logits, dim=-1)
+        picks, picked_p = [], []
+        for j, i in enumerate(fed):
+            scores = logits[j:j + 1]
+            row_ids = self.ids[i:i + 1]
+            for proc in self.procs[i]:
+                scores = proc(row_ids, scores)
+            probs = torch.softmax(scores, dim=-1)
+            if self.gens[i] is not None:
+                token = torch.multinomial(probs, num_samples=1, generator=self.gens[i]).squeeze(1)
+            else:
+                token = torch.argmax(scores, dim=-1)
+            picks.append(token)
+            picked_p.append(probs[0, token])
+        tokens = torch.cat(picks)
+        chosen = logp.gather(1, tokens[:, None])
+        parts = [tokens[:, None].float(), chosen.exp(), torch.stack(picked_p).view(len(fed), 1)]
+        if k:
+            top_p, top_i = logp.topk(k, dim=-1)
+            parts += [top_p.exp(), top_i.float()]
+        parts.append(torch.isin(tokens, self.eos_t)[:, None].float())
+        summary = torch.cat(parts, 1).tolist()  # one trip off the device per step
+        now = time.perf_counter() - self.start
+        for i, row in zip(fed, summary):
+            o = self.outs[i]
+            o.ids.append(int(row[0]))
+            o.probs.append(row[1])
+            o.picked_probs.append(row[2])
+            if k:
+                o.top_probs.append(row[3:3 + k])
+                o.top_ids.append([int(t) for t in row[3 + k:3 + 2 * k]])
+            o.seconds = now
+            o.batch_size = max(o.batch_size, batch)
+            if row[-1]:
+                self._end(i, "end of text")
+            elif len(o.ids) >= self.limits[i]:
+                self._end(i, "max_new_tokens")
+        column = torch.full((len(self.outs),), self.pad, dtype=self.ids.dtype, device=self.device)
+        column[fed] = tokens
+        self.ids = torch.cat([self.ids, column[:, None]], dim=1)
+        self.tokens = tokens  # one per row of this slice, in the order of self.fed
+        if not any(self.alive):
+            self.live = False
+
+
+# ---------------------------------------------------------------- a request
+
+class Ticket:
+    """One request in an engine: its steppers, its state, its place in line, its stop request."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, engine: "Engine", prompt_ids: list[int], steppers: list, should_stop=None, label: str = ""):
+        self.id = next(self._ids)
+        self.engine = engine
+        self.prompt_ids = list(prompt_ids)
+        self.steppers = list(steppers)
+        self.should_stop = should_stop
+        self.label = label
+        self.state = WAITING
+        self.error = ""
+        self.steps = 0  # forward passes it took part in (its prefill included)
+        self.batch_rows = 0  # rows of the last forward it took part in
+        self.submitted = time.perf_counter()
+        self.started: float | None = None
+        self.finished: float | None = None
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+
+    @property
+    def rows_needed(self) -> int:
+        return sum(getattr(st, "max_rows", st.width) for st in self.steppers)
+
+    @property
+    def outs(self) -> list:
+        return [o for st in self.steppers for o in st.outs]
+
+    def position(self) -> int:
+        """0 once it runs (or has finished); n >= 1 while it waits for room: n-1 tickets wait before it."""
+        return self.engine.position(self)
+
+    def ahead(self) -> int:
+        """Tickets waiting before this one (0 when it runs or is next)."""
+        return max(0, self.position() - 1)
+
+    def cancel(self) -> None:
+        """Stop at the next token boundary (or never start), keeping what was produced."""
+        self._cancel.set()
+        self.engine._wake()
+
+    def stop_requested(self) -> bool:
+        if self._cancel.is_set():
+            return True
+        if self.should_stop is not None:
+            try:
+                return bool(self.should_stop())
+            except Exception:  # noqa: BLE001  a broken callback must not stop the engine
+                return False
+        return False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.state == DONE
+
+    def updates(self, timeout: float | None = None):
+        """Yields the step count each time this ticket's rows advanced (steps may be merged when the
+        reader is slower than the engine), until it finishes; raises on an engine error."""
+        seen = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.engine._cond:
+                while self.steps == seen and self.state not in FINISHED:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"generation did not finish within {timeout:.0f} s")
+                    self.engine._cond.wait(left if left is not None else 1.0)
+                steps, state = self.steps, self.state
+            if steps != seen:
+                seen = steps
+                yield steps
+            if state in FINISHED:
+                if state == ERROR:
+                    raise RuntimeError(self.error)
+                return
+
+
+# ---------------------------------------------------------------- the engine
+
+class Engine:
+    """Continuous batching for one model (see the module docstring). Thread-safe."""
+
+    def __init__(self, model, max_rows: int = MAX_ROWS, max_waiting: int = MAX_WAITING,
+                 idle_exit_s: float = IDLE_EXIT_S):
+        self._model = weakref.ref(model)
+        self.max_rows, self.max_waiting, self.idle_exit_s = int(max_rows), int(max_waiting), float(idle_exit_s)
+        self._cond = threading.Condition()
+        self._waiting: deque[Ticket] = deque()
+        self._running: list[Ticket] = []
+        self._thread: threading.Thread | None = None
+        self.joinable = True  # False for caches that cannot be padded and merged (one ticket at a time)
+        self.forwards = 0  # decode forward passes run (for tests and benches)
+        self.max_batch_seen = 0
+        self.last_batch = 0
+        self._cache = None
+        self._mask = None  # (rows, columns) 1 = real token, 0 = left padding
+        self._where: dict[tuple[int, int], list[int]] = {}  # (ticket id, stepper index) -> cache rows
+
+    # --- asked by anyone
+    def submit(self, prompt_ids: list[int], steppers: list, should_stop: Callable[[], bool] | None = None,
+               label: str = "") -> Ticket:
+        if not prompt_ids:
+            raise ValueError("an empty prompt cannot be prefilled")
+        ticket = Ticket(self, prompt_ids, steppers, should_stop, label)
+        with self._cond:
+            if len(self._waiting) >= self.max_waiting:
+                raise BatchFull(f"{len(self._waiting)} requests are already waiting for this model; "
+                                "try again in a minute.")
+            self._waiting.append(ticket)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="batching-engine")
+                self._thread.start()
+            self._cond.notify_all()
+        return ticket
+
+    def position(self, ticket: Ticket) -> int:
+        with self._cond:
+            try:
+                return list(self._waiting).index(ticket) + 1
+            except ValueError:
+                return 0
+
+    def stats(self) -> dict:
+        with self._cond:
+            return {"running": len(self._running), "waiting": len(self._waiting),
+                    "rows": 0 if self._mask is None else int(self._mask.shape[0]), "forwards": self.forwards,
+                    "max_batch_seen": self.max_batch_seen, "joinable": self.joinable}
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # --- the engine's thread
+    def _loop(self) -> None:
+        import torch
+
+        idle_since = time.monotonic()
+        while True:
+            with self._cond:
+                while not self._waiting and not self._running:
+                    left = self.idle_exit_s - (time.monotonic() - idle_since)
+                    if left <= 0:
+                        self._thread = None
+                        return
+                    self._cond.wait(left)
+            model = self._model()
+            if model is None:  # the model was unloaded: nothing can run
+                self._fail_all("the model was unloaded")
+                continue
+            try:
+                with torch.inference_mode():
+                    self._serve(model)
+            except Exception as exc:  # noqa: BLE001  a failed step fails its tickets, never the process
+                import logging
+
+                logging.getLogger("genai_lab").exception("batching engine step failed")
+                self._fail_all(f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            del model
+            idle_since = time.monotonic()
+
+    def _fail_all(self, why: str) -> None:
+        with self._cond:
+            for t in list(self._running) + list(self._waiting):
+                t.state, t.error, t.finished = ERROR, why, time.perf_counter()
+                t._done.set()
+            self._running.clear()
+            self._waiting.clear()
+            self._cache = self._mask = None
+            self._where.clear()
+            self._cond.notify_all()
+
+    def _finish(self, ticket: Ticket, state: str) -> None:
+        """Called with the condition held."""
+        ticket.state, ticket.finished = state, time.perf_counter()
+        if ticket in self._running:
+            self._running.remove(ticket)
+        for i in range(len(ticket.steppers)):
+            self._where.pop((ticket.id, i), None)
+        ticket._done.set()
+
+    def _serve(self, model) -> None:
+        """Steps until nobody is left."""
+        while True:
+            self._drop_stopped()
+            self._admit(model)
+            with self._cond:
+                if not self._running:
+                    if not self._waiting:
+                        self._cache = self._mask = None
+                        return
+                    continue
+            self._step(model)
+
+    def _drop_stopped(self) -> None:
+        with self._cond:
+            for t in list(self._waiting):
+                if t.stop_requested():
+                    self._waiting.remove(t)
+                    for st in t.steppers:
+                        _stop_stepper(st)
+                    self._finish(t, STOPPED)
+            for t in list(self._running):
+                if t.stop_requested():
+                    for st in t.steppers:
+                        _stop_stepper(st)
+                    self._finish(t, STOPPED)
+            self._cond.notify_all()
+
+    def _rows_now(self) -> int:
+        return sum(t.rows_needed for t in self._running)
+
+    def _admit(self, model) -> None:
+        """Prefill waiting tickets alone and merge them into the batch while it has room."""
+        while True:
+            with self._cond:
+                if not self._waiting:
+                    return
+                ticket = self._waiting[0]
+                busy = self._rows_now()
+                if self._running and (busy + ticket.rows_needed > self.max_rows or not self.joinable):
+                    return
+                self._waiting.popleft()
+                if not self._running:  # rows left by finished tickets are dropped, not padded to
+                    self._cache = self._mask = None
+                    self._where.clear()
+                ticket.state, ticket.started = RUNNING, time.perf_counter()
+                self._running.append(ticket)
+            try:
+                self._prefill(model, ticket)
+            except Exception as exc:  # noqa: BLE001  one bad request fails alone
+                import logging
+
+                logging.getLogger("genai_lab").exception("prefill failed")
+                with self._cond:
+                    ticket.error = f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                    self._finish(ticket, ERROR)
+                    self._cond.notify_all()
+
+    def _prefill(self, model, ticket: Ticket) -> None:
+        import torch
+
+        device = model.device
+        hidden_on = any(getattr(st, "wants_hidden", False) for st in ticket.steppers)
+        ids = torch.tensor([ticket.prompt_ids], device=device)
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden_on)
+        logits = out.logits[:, -1, :].float()
+        hidden = out.hidden_states[-1] if hidden_on else None
+        for st in ticket.steppers:
+            for o in st.outs:
+                o.batch_size = max(getattr(o, "batch_size", 1), 1)
+            st.advance(logits.expand(st.width, -1), None if hidden is None else hidden.expand(st.width, -1, -1), 1)
+        with self._cond:
+            ticket.steps += 1
+            ticket.batch_rows = 1
+            if not any(st.live for st in ticket.steppers):
+                self._finish(ticket, DONE)
+                self._cond.notify_all()
+                return
+            row = self._merge(out.past_key_values)
+            for i, st in enumerate(ticket.steppers):
+                self._where[ticket.id, i] = [row] * st.width
+            self._cond.notify_all()
+
+    def _merge(self, cache) -> int:
+        """Append a one-row prefill cache to the batch (left padding to a common length); returns its row."""
+        import torch
+
+        from transformers.cache_utils import DynamicLayer
+
+        layers = getattr(cache, "layers", None)
+        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            self.joinable = False
+        new_len = cache.get_seq_length()
+        new_mask = torch.ones((1, new_len), dtype=torch.long, device=self._device_of(cache))
+        if self._cache is None:
+            self._cache, self._mask = cache, new_mask
+            return 0
+        if not self.joinable:
+            raise RuntimeError("this model's cache cannot hold two requests at once")
+        old_len = self._mask.shape[1]
+        width = max(old_len, new_len)
+        for mine, theirs in zip(self._cache.layers, layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width - old_len), _left_pad(theirs.keys, width - new_len)], 0)
+            mine.values = torch.cat([_left_pad(mine.values, width - old_len),
+                                     _left_pad(theirs.values, width - new_len)], 0)
+        self._mask = torch.cat([_left_pad_mask(self._mask, width - old_len), _left_pad_mask(new_mask, width - new_len)], 0)
+        return self._mask.shape[0] - 1
+
+    @staticmethod
+    def _device_of(cache):
+        return cache.layers[0].keys.device
+
+    def _step(self, model) -> None:
+        """One forward pass over every live row of every running ticket."""
+        import torch
+
+        index, feed, parts = [], [], []
+        with self._cond:
+            running = list(self._running)
+        for t in running:
+            for i, st in enumerate(t.steppers):
+                if not st.live:
+                    continue
+                src, tokens = st.rows()
+                if not st.live or not len(src):  # it ended while choosing its rows (a row stop)
+                    continue
+                at = self._where[t.id, i]
+                index += [at[r] for r in src]
+                feed.append(tokens.reshape(-1))
+                parts.append((t, i, st, len(src)))
+        if not parts:
+            with self._cond:
+                for t in running:
+                    if not any(st.live for st in t.steppers):
+                        self._finish(t, STOPPED if t.stop_requested() else DONE)
+                self._cond.notify_all()
+            return
+        device = model.device
+        rows = self._mask.shape[0]
+        if index != list(range(rows)):
+            self._select(torch.tensor(index, dtype=torch.long, device=device))
+        n = len(index)
+        mask = torch.cat([self._mask, torch.ones((n, 1), dtype=self._mask.dtype, device=device)], 1)
+        padded = bool((self._mask == 0).any())
+        hidden_on = any(getattr(st, "wants_hidden", False) for _, _, st, _ in parts)
+        kwargs = {}
+        if padded:
+            kwargs = dict(attention_mask=mask, position_ids=(mask.sum(1, keepdim=True) - 1))
+        out = model(input_ids=torch.cat(feed)[:, None], past_key_values=self._cache, use_cache=True,
+                    logits_to_keep=1, output_hidden_states=hidden_on, **kwargs)
+        self._mask = mask
+        logits = out.logits[:, -1, :].float()
+        hidden = out.hidden_states[-1] if hidden_on else None
+        offset = 0
+        for t, i, st, m in parts:
+            st.advance(logits[offset:offset + m], None if hidden is None else hidden[offset:offset + m], n)
+            self._where[t.id, i] = list(range(offset, offset + m))
+            offset += m
+        with self._cond:
+            self.forwards += 1
+            self.last_batch = n
+            self.max_batch_seen = max(self.max_batch_seen, n)
+            for t in running:
+                if t.state in FINISHED:
+                    continue
+                t.steps += 1
+                t.batch_rows = n
+                if not any(st.live for st in t.steppers):
+                    self._finish(t, DONE)
+            self._cond.notify_all()
+
+    def _select(self, index) -> None:
+        """Keep/reorder/repeat cache rows by `index`; trim columns that are padding in every row."""
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+        self._mask = self._mask.index_select(0, index)
+        real = self._mask.sum(1)
+        trim = int(self._mask.shape[1] - int(real.max()))
+        if trim > 0:
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[:, :, trim:, :]
+                layer.values = layer.values[:, :, trim:, :]
+            self._mask = self._mask[:, trim:]
+
+
+def _stop_stepper(st) -> None:
+    stop = getattr(st, "stop_all", None)
+    if stop is not None:
+        stop()
+    else:
+        st.live = False
+
+
+def _left_pad(x, n: int):
+    if n <= 0:
+        return x
+    import torch
+
+    return torch.cat([x.new_zeros(x.shape[0], x.shape[1], n, x.shape[3]), x], dim=2)
+
+
+def _left_pad_mask(mask, n: int):
+    if n <= 0:
+        return mask
+    import torch
+
+    return torch.cat([mask.new_zeros(mask.shape[0], n), mask], dim=1)
+
+
+# ---------------------------------------------------------------- one engine per model
+
+_engines: "weakref.WeakKeyDictionary[Any, Engine]" = weakref.WeakKeyDictionary()
+_engines_lock = threading.Lock()
+
+
+def engine_for(model) -> Engine:
+    """The process's engine for `model` (made on first use; forgotten with the model)."""
+    with _engines_lock:
+        engine = _engines.get(model)
+        if engine is None:
+            engine = _engines[model] = Engine(model)
+        return engine
+
+
+def submit(model, prompt_ids: list[int], sampling: Sampling | None = None, max_new_tokens: int = 64,
+           eos: list[int] | None = None, should_stop: Callable[[], bool] | None = None,
+           top_alternatives: int = TOP_ALTERNATIVES, label: str = "") -> Ticket:
+    """One row (greedy by default) in the model's shared batch; ticket.outs[0] fills as it runs."""
+    rows = Rows(prompt_ids, [sampling or Sampling()], max_new_tokens, eos if eos is not None else eos_ids(model),
+                model.device, top_alternatives=top_alternatives)
+    return engine_for(model).submit(prompt_ids, [rows], should_stop=should_stop, label=label)
+
+
+def generate(model, prompt_ids: list[int], sampling: Sampling | None = None, max_new_tokens: int = 64,
+             eos: list[int] | None = None, should_stop: Callable[[], bool] | None = None,
+             top_alternatives: int = TOP_ALTERNATIVES, timeout: float | None = None) -> Generation:
+    """submit() and wait: the finished (or stopped) Generation."""
+    ticket = submit(model, prompt_ids, sampling, max_new_tokens, eos, should_stop, top_alternatives)
+    for _ in ticket.updates(timeout):
+        pass
+    return ticket.outs[0]
+
+
+def stream_text(model, tokenizer, prompt_ids: list[int], sampling: Sampling | None = None,
+                max_new_tokens: int = 64, should_stop: Callable[[], bool] | None = None,
+                on_wait: Callable[[int], None] | None = None):
+    """Text pieces as the shared batch writes them (special tokens skipped; a piece that would end in
+    the middle of a multi-byte character waits for the next token). `on_wait(n)` hears its place in
+    line (1 = next) while it waits for room in the batch."""
+    ticket = submit(model, prompt_ids, sampling, max_new_tokens, eos_ids(model, tokenizer), should_stop,
+                    top_alternatives=0)
+    if on_wait is not None:
+        n = ticket.position()
+        while n and not ticket.wait(0.25):
+            on_wait(n)
+            n = ticket.position()
+    out = ticket.outs[0]
+    shown = ""
+    try:
+        for _ in ticket.updates():
+            text = tokenizer.decode(out.ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue
+            if len(text) > len(shown) and text.startswith(shown):
+                yield text[len(shown):]
+                shown = text
+        text = tokenizer.decode(out.ids, skip_special_tokens=True)
+        if len(text) > len(shown) and text.startswith(shown):
+            yield text[len(shown):]
+    finally:
+        if ticket.state not in FINISHED:  # the reader went away: free the row
+            ticket.cancel()
+
+
+# ---------------------------------------------------------------- an OpenAI-compatible endpoint instead
+
+ENDPOINT_LIMITS = {
+    "probabilities": "each token's probability and the top alternatives (only where the server returns "
+                     "logprobs/top_logprobs: vLLM, TGI and llama.cpp do; Ollama and many hosted APIs do not)",
+    "pipeline": "the logits pipeline of a step (the processors run inside the server)",
+    "branch": "branching from the server's own state (a branch is a new request with the kept text as prompt)",
+    "beam": "beam search (not in the OpenAI protocol)",
+    "contrastive": "contrastive search (not in the OpenAI protocol)",
+}
+
+
+def endpoint_generate(url: str, prompt=None, messages=None, model: str = "", sampling: Sampling | None = None,
+                      max_new_tokens: int = 64, top_alternatives: int = TOP_ALTERNATIVES, api_key: str = "",
+                      timeout: float = 60.0) -> Generation:
+    """One generation by an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama, ...): a plain
+    `prompt` goes to /v1/completions, `messages` to /v1/chat/completions, asking for
+    log-probabilities. Returns a Generation with `text`; `ids` stay empty (the server's token ids
+    are not in the protocol), `probs`/`top_probs` hold what the server returned and
+    `views_missing` what it did not. Raises UserError with one clear line on any failure."""
+    import json
+    import math
+    import urllib.error
+    import urllib.request
+
+    s = sampling or Sampling()
+    base = (url or "").strip().rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    if not base.startswith(("http://", "https://")):
+        raise UserError("The endpoint URL must start with http:// or https:// (e.g. http://localhost:8000/v1).")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    body: dict = {"max_tokens": int(max_new_tokens), "temperature": float(s.temperature) if s.do_sample else 0.0,
+                  "seed": int(s.seed)}
+    if model:
+        body["model"] = model
+    if s.do_sample:
+        if s.top_p < 1.0:
+            body["top_p"] = float(s.top_p)
+        if s.top_k:
+            body["top_k"] = int(s.top_k)  # vLLM / llama.cpp extension
+        if s.min_p > 0:
+            body["min_p"] = float(s.min_p)  # vLLM / llama.cpp extension
+    if s.repetition_penalty != 1.0:
+        body["repetition_penalty"] = float(s.repetition_penalty)  # vLLM / TGI extension
+    if messages is not None:
+        path = "/chat/completions"
+        body.update(messages=list(messages), logprobs=True, top_logprobs=int(top_alternatives))
+    elif isinstance(prompt, str) and prompt:
+        path = "/completions"
+        body.update(prompt=prompt, logprobs=int(top_alternatives))
+    else:
+        raise UserError("Give a prompt (text) or chat messages for the endpoint.")
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data = json.loads(response.read().decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:200]
+        raise UserError(f"The endpoint {base} answered HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise UserError(f"The endpoint {base} did not answer ({type(exc).__name__}: "
+                        f"{getattr(exc, 'reason', exc)}). Is the server running?") from exc
+    except ValueError as exc:
+        raise UserError(f"The endpoint {base} did not answer with JSON.") from exc
+    try:
+        choice = data["choices"][0]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise UserError(f"The endpoint {base} answered without choices: {str(data)[:200]}") from exc
+    gen = Generation(prompt_ids=[], seconds=time.perf_counter() - start, done=True)
+    gen.text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+    gen.stop_reason = {"stop": "end of text", "length": "max_new_tokens"}.get(choice.get("finish_reason"),
+                                                                               str(choice.get("finish_reason") or ""))
+    lp = choice.get("logprobs") or {}
+    tokens: list[str] = []
+    if isinstance(lp, dict) and isinstance(lp.get("content"), list):  # chat: [{token, logprob, top_logprobs}]
+        for item in lp["content"]:
+            tokens.append(item.get("token", ""))
+            gen.probs.append(math.exp(item.get("logprob", -math.inf)))
+            tops = item.get("top_logprobs") or []
+            gen.top_probs.append([math.exp(t.get("logprob", -math.inf)) for t in tops])
+            gen.top_ids.append([t.get("token", "") for t in tops])
+    elif isinstance(lp, dict) and isinstance(lp.get("tokens"), list):  # completions: parallel lists
+        tokens = list(lp["tokens"])
+        gen.probs = [math.exp(x) if x is not None else float("nan") for x in lp.get("token_logprobs") or []]
+        for tops in lp.get("top_logprobs") or []:
+            pairs = sorted((tops or {}).items(), key=lambda kv: -kv[1])
+            gen.top_probs.append([math.exp(v) for _, v in pairs])
+            gen.top_ids.append([k for k, _ in pairs])
+    gen.tokens = tokens
+    gen.views_missing = [] if gen.probs else [ENDPOINT_LIMITS["probabilities"]]
+    gen.views_missing += [ENDPOINT_LIMITS[k] for k in ("pipeline", "branch", "beam", "contrastive")]
+    return gen
