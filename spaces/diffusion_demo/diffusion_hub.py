@@ -16,7 +16,7 @@ from shared.models import Choice, ModelUnavailable, resolve
 import diffusion_logic as logic
 from diffusion_sampling import Frame, denoise, make_scheduler
 
-IMAGE_SIZE = 512
+IMAGE_SIZE = 512  # at most: the UNet's own sample size x the VAE's factor when smaller
 LATENT_FRAMES = 4  # decoded latents shown along the way in Generate
 
 
@@ -71,7 +71,7 @@ def load(choice: Choice):
 
         _model_index(choice)
         try:
-            pipe = DiffusionPipeline.from_pretrained(choice.spec.hub_id, torch_dtype=dtype,
+            pipe = DiffusionPipeline.from_pretrained(choice.spec.hub_id, dtype=dtype,
                                                      local_files_only=choice.source != "hub")
         except Exception as exc:  # noqa: BLE001
             raise ModelUnavailable(f"Could not load {choice.spec.hub_id}: {type(exc).__name__}: "
@@ -90,7 +90,7 @@ def _conditioning(pipe, prompt: str, guided: bool, device: str):
         embeds, neg, pooled, neg_pooled = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
                                                              do_classifier_free_guidance=True, negative_prompt="")
         table, pooled_table = torch.cat([neg, embeds]), torch.cat([neg_pooled, pooled])
-        size = (IMAGE_SIZE, IMAGE_SIZE)
+        size = (image_size(pipe),) * 2
         time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=embeds.dtype,
                                           text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
         time_ids = time_ids.to(device)
@@ -106,6 +106,10 @@ def _conditioning(pipe, prompt: str, guided: bool, device: str):
         def model(x, t, idx):
             return pipe.unet(x, t, encoder_hidden_states=table[idx]).sample
     return model
+
+
+def image_size(pipe) -> int:
+    return min(IMAGE_SIZE, pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
 
 def _decode(pipe, latents):
@@ -135,7 +139,7 @@ def _sample(model_name, prompt, scheduler, steps, guidance, seed, n, record, on_
     pipe, device = load(choice)
     guided = guidance > 1  # diffusers' convention for text models: guidance <= 1 means no guidance
     model = _conditioning(pipe, prompt, guided, device)
-    latent = IMAGE_SIZE // pipe.vae_scale_factor
+    latent = image_size(pipe) // pipe.vae_scale_factor
     run = denoise(model, make_scheduler(scheduler, pipe.scheduler.config), labels=[1] * n,
                   null_label=0 if guided else None, guidance=guidance if guided else 1.0, steps=steps, seed=seed,
                   shape=(pipe.unet.config.in_channels, latent, latent), device=device, dtype=pipe.unet.dtype,

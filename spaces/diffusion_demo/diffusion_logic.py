@@ -21,7 +21,8 @@ from shared.errors import UserError
 from shared.models import LARGE, SMALL, REGISTRY, ModelSpec
 
 import diffusion_model as dm
-from diffusion_sampling import SCHEDULERS, UnknownScheduler, denoise, make_scheduler, scheduler_name, unet_model
+from diffusion_sampling import (SCHEDULER_NOTES, SCHEDULERS, UnknownScheduler, denoise, make_scheduler,  # noqa: F401
+                                scheduler_name, unet_model)
 
 # ---------------------------------------------------------------- limits and defaults (one block)
 DEFAULT_SCHEDULER = "DDIM"

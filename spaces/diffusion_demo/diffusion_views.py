@@ -72,6 +72,11 @@ def filmstrip_items(strip, which: str) -> list:
     return items
 
 
+def latent_items(frames, steps: int) -> list:
+    """A latent model's decoded predicted x_0 at the recorded steps."""
+    return [(ui_image(f.x0[0]), f"step {f.step}/{steps} · t={f.timestep:.0f}") for f in frames]
+
+
 def grid_items(cells) -> list:
     return [(ui_image(c.image), f"{c.scheduler} · {c.steps} steps · {c.seconds:.2f} s"
              + (f" · reads {c.classified}" if c.classified is not None else "")) for c in cells]
