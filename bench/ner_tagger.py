@@ -4,9 +4,12 @@ transformers pipeline over the student folder, in the same run.
 
     python bench/ner_tagger.py [--split test|speeches|...|all] [--write]   (any split of the gold set)
     python bench/ner_tagger.py --conll FILE [--min-tokens 8]               (your own CoNLL-style gold file)
+    python bench/ner_tagger.py --long-text                                 (one Tag of 100,000 characters)
 
 --conll scores the same taggers on sentences labelled by someone else (e.g. a CoNLL-2003 file you have; the
 lab ships none: its licence forbids it), detokenized; PER/ORG/LOC as in the gold set.
+--long-text times the lab's Tag of 100,000 characters with best, spaCy and the student (spaCy's parse and the
+student's pieces run once, shared) against the three models run one after the other on their own.
 --write puts the table in bench/results/ner_tagger.md."""
 import argparse
 import platform
@@ -15,8 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
+sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))  # the lab's own modules (shared is installed)
 
 import shared.bootstrap  # noqa: E402,F401
 import ner_eval  # noqa: E402
@@ -59,16 +61,40 @@ def measure(name, tag, gold, note=""):
             "sps": len(gold) / secs, "note": note}
 
 
+def long_text(chars: int = 100_000) -> str:
+    """One Tag of `chars` characters of gold sentences: the lab's shared stages vs each model on its own."""
+    import ner_service
+
+    text = "\n".join(g["text"] for g in ner_eval.load_gold())[:chars]
+    ner_service.tag_models("Loading.", ner_service.DEFAULT_MODELS)  # loads every model first
+    t0 = time.perf_counter()
+    run = ner_service.tag_models(text, ner_service.DEFAULT_MODELS)
+    lab = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    alone = {"spaCy": ner_models.SPACY.tag(text), "student": ner_models.STUDENT.tag(text, "max"),
+             "best": ner_models.BEST.tag(text)}
+    plain = time.perf_counter() - t0
+    same = all([(e["start"], e["end"], e["coarse"]) for e in run["results"][n]] ==
+               [(e["start"], e["end"], e["coarse"]) for e in alone[n]] for n in alone)
+    return (f"One Tag of {len(text):,} characters with best, spaCy and the student: **{lab:.1f} s** in the lab "
+            f"(spaCy's parse and the student's pieces run once) vs {plain:.1f} s for the three models on their own, "
+            f"one after the other; same entities: {'yes' if same else 'NO'}.")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="all", choices=["all", *ner_eval.gold_split_sizes()])
     parser.add_argument("--conll", type=Path, help="score on this CoNLL-style file instead of the gold set")
     parser.add_argument("--min-tokens", type=int, default=1, help="with --conll: leave out shorter sentences")
+    parser.add_argument("--long-text", action="store_true", help="time one Tag of 100,000 characters")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(2)
+    if args.long_text:
+        print(long_text())
+        return
     if args.conll:
         gold, args.split = ner_eval.load_conll(args.conll, args.min_tokens), args.conll.name
         if not gold:

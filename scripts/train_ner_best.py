@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
+sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))  # the lab's own modules (shared is installed)
 
 import shared.bootstrap  # noqa: E402,F401
 import ner_best  # noqa: E402

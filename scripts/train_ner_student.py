@@ -34,10 +34,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
+sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))  # the lab's own modules (shared is installed)
 
 from shared.paths import ASSETS, cache_dir, pypi_file  # noqa: E402
+from shared.store import atomic_write  # noqa: E402
 
 GENSIM = "gensim==4.3.3"
 WIKI_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -296,9 +296,7 @@ def train(args) -> None:
         rows = [json.loads(line) for line in data_file.read_text(encoding="utf-8").splitlines()]
     else:
         rows = silver_sentences(training_paragraphs(args.max_chars))
-        tmp = data_file.with_suffix(".partial")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(data_file)
+        atomic_write(data_file, "".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(rows)} silver sentences ({time.time() - started:.0f} s)", flush=True)
     if args.prepare_only:
         return

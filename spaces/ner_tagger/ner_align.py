@@ -86,9 +86,10 @@ def windows(n: int, window: int = WINDOW, stride: int = STRIDE) -> list[tuple[in
 
 
 def classify_pieces(model, tokenizer, text: str, window: int = WINDOW, stride: int = STRIDE,
-                    batch_size: int = 16) -> list[Piece]:
+                    batch_size: int = 16, progress=None) -> list[Piece]:
     """Every word piece of `text` with its class probabilities. Long text runs in overlapping
-    windows; a piece seen by two windows gets the mean of their probabilities."""
+    windows; a piece seen by two windows gets the mean of their probabilities. `progress(done, total)`
+    is called with the windows done after each batch."""
     import torch
 
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
@@ -116,6 +117,8 @@ def classify_pieces(model, tokenizer, text: str, window: int = WINDOW, stride: i
         for row, (s, e) in enumerate(chunk):
             total[s:e] += probs[row, 1:e - s + 1]
             seen[s:e] += 1
+        if progress is not None:
+            progress(min(b + batch_size, len(spans)), len(spans))
     tokens = tokenizer.convert_ids_to_tokens(ids)
     prefix = _continuing_prefix(tokenizer)
     id2label = {int(k): v for k, v in model.config.id2label.items()}

