@@ -22,10 +22,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.paths import pypi_file
 
-from shared.paths import pypi_file  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGET = ROOT / "assets" / "rag_corpus"
 MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -84,7 +83,24 @@ def _template(inner: str) -> str:
         return f"{parts[0]} {parts[1]}"
     if name in ("nowrap", "nobr", "small", "sic", "math", "mvar", "em") and parts:
         return parts[0]
-    return ""
+    if name in ("sc", "smallcaps") and parts:  # {{sc|ad}} 292 -> AD 292
+        return parts[0].upper()
+    return REMOVED
+
+
+# What a template that renders nothing here leaves behind for a moment: a parenthesis that held only
+# such templates and a few words ("({{age|1969|07|20}} years ago)", "({{IPAc-en|...}} {{respell|...}})")
+# is removed whole, so the text does not read "( years ago)" or "ASCII ( ),"; one with a number stays.
+REMOVED = "\x00"
+_EMPTIED = re.compile(r"[ \t]?\(([^()\n]*\x00[^()\n]*)\)")
+
+
+def _drop_emptied_brackets(text: str) -> str:
+    def drop(m):
+        rest = m.group(1).replace(REMOVED, "").strip(" ,;:")
+        return "" if len(rest) <= 12 and not any(ch.isdigit() for ch in rest) else m.group(0)  # keeps "(c. 780-850)"
+
+    return _EMPTIED.sub(drop, text).replace(REMOVED, "")
 
 
 def clean_wikitext(text: str) -> str:
@@ -94,7 +110,7 @@ def clean_wikitext(text: str) -> str:
     text = re.sub(r"<ref[^>]*/>", "", text)
     text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.S)
     text = re.sub(r"<(gallery|math|timeline|imagemap|score)[^>]*>.*?</\1>", "", text, flags=re.S)
-    text = _strip_nested(text, "{{", "}}", _template)
+    text = _drop_emptied_brackets(_strip_nested(text, "{{", "}}", _template))
     text = _strip_nested(text, "{|", "|}")  # tables
     text = _strip_nested(text, "[[", "]]", _link)
     text = re.sub(r"\[https?://\S+\s+([^\]]+)\]", r"\1", text)
@@ -175,15 +191,12 @@ def write_source(rows) -> None:
 def write_vectors() -> None:
     import numpy as np
 
-    sys.path[:0] = [str(ROOT), str(ROOT / "spaces" / "rag_chat")]
+    sys.path.insert(0, str(ROOT / "spaces" / "rag_chat"))
     import shared.bootstrap  # noqa: F401
     from rag_pipeline import SAMPLE_VECTORS, RagSession, text_key
 
     session = RagSession()
-    session._vectors = {}
-    import rag_pipeline
-
-    rag_pipeline._sample_vectors = {}  # do not reuse the old file
+    session.shipped = False  # embed every chunk: do not reuse the old file
     session.load_sample()
     keys = [text_key(c.embed_text) for c in session.chunks]
     vectors = np.stack([session._vectors[k] for k in keys]).astype(np.float16)

@@ -11,6 +11,9 @@ NOT_FOUND = "I could not find this in your documents."
 # Below this cosine similarity (question vs best chunk, all-MiniLM-L6-v2) retrieval is "weak":
 # calibrated on bench/rag_chat.py's answerable vs off-topic questions (see bench/results/rag_chat.md).
 WEAK_COSINE = 0.25
+# A citation [n] is shown only when source n holds at least this share of the content words of the
+# sentence it ends (stop words left out, plurals folded): a small model cites by habit, not by reading.
+SUPPORT_MIN = 0.5
 
 SYSTEM_RULES = """You answer questions using only the numbered sources below.
 Rules:
@@ -123,6 +126,70 @@ def is_weak(hits, threshold: float = WEAK_COSINE) -> bool:
     return not hits or max(h.dense for h in hits) < threshold
 
 
+_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+def _claim(text: str) -> str:
+    """The last sentence of `text` that has words: what a citation right after it vouches for."""
+    spans = [text[s:e] for s, e in split_sentences(text)]
+    return next((span for span in reversed(spans) if tokenize(span)), "")
+
+
+def support(claim: str, source_text: str) -> tuple[int, int]:
+    """(content words of the claim found in the source, content words of the claim)."""
+    words = set(tokenize(claim))
+    return len(words & set(tokenize(source_text))), len(words)
+
+
+def check_citations(answer: str, hits) -> dict:
+    """Keep a citation [n] only when source n exists and supports the sentence it ends (SUPPORT_MIN of
+    that sentence's content words are in the source). Returns {"text": the answer without the other
+    citations, "cited": [n kept], "removed": [{"number", "reason", "sentence"}]}."""
+    removed, kept, out, pos, claim = [], [], [], 0, ""
+    for m in _CITATION.finditer(answer):
+        before = answer[pos:m.start()]
+        claim = _claim(before) or claim  # "[1][2]": the second vouches for the same sentence
+        good = []
+        for num in re.split(r"\s*[,;]\s*", m.group(1)):
+            n = int(num)
+            if not 1 <= n <= len(hits):
+                removed.append({"number": n, "sentence": claim.strip(),
+                                "reason": f"there is no source [{n}] (only {len(hits)} were retrieved)"})
+                continue
+            found, total = support(claim, hits[n - 1].chunk.embed_text)
+            if total and found / total < SUPPORT_MIN:
+                removed.append({"number": n, "sentence": claim.strip(),
+                                "reason": f"source [{n}] does not say this ({found} of the sentence's {total} content "
+                                          "words are in it)"})
+                continue
+            good.append(num)
+            if n not in kept:
+                kept.append(n)
+        out.append(before)
+        if good:
+            out.append("[" + ", ".join(good) + "]")
+        pos = m.end()
+    out.append(answer[pos:])
+    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", "".join(out))
+    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    return {"text": text, "cited": kept, "removed": removed, "sources": len(hits)}
+
+
+def citation_notes(checked: dict, had_citations: bool = True) -> list[str]:
+    """One line per citation the lab removed (numbers that match no source in one line), and a warning
+    when no citation of the answer is left."""
+    missing = sorted({r["number"] for r in checked["removed"] if r["reason"].startswith("there is no source")})
+    lines = []
+    if missing:
+        lines.append(f"{', '.join(f'[{n}]' for n in missing)} removed: no such source (the answer had only "
+                     f"{checked.get('sources', '?')} to cite).")
+    lines += [f"[{r['number']}] removed from “{r['sentence'][:80]}”: {r['reason']}." for r in checked["removed"]
+              if not r["reason"].startswith("there is no source")][:5]
+    if had_citations and checked["removed"] and not checked["cited"]:
+        lines.append("No citation of this answer is backed by a source: read it as the model's guess.")
+    return lines
+
+
 def parse_citations(answer: str, n_sources: int) -> list[int]:
     """Source numbers cited in the answer ([1], [2, 3], [1][3]), valid ones only, in order."""
     found = []
@@ -188,7 +255,8 @@ def answer_sources(hits) -> list[dict]:
 def evidence(question: str, answer: str, hits, limit: int = 2) -> list[tuple[int, str]]:
     """(source number, supporting sentence) pairs shown under an answer: the sentences of the
     cited sources that best support it; when the model cited nothing (small models often
-    don't), the retrieved sentence that best matches the question and answer."""
+    don't), the retrieved sentence that best matches the question and answer, if it holds at
+    least SUPPORT_MIN of their content words (otherwise none: no source backs the answer)."""
     if not hits or answer.strip() == NOT_FOUND:
         return []
     cited = parse_citations(answer, len(hits))
@@ -205,8 +273,11 @@ def evidence(question: str, answer: str, hits, limit: int = 2) -> list[tuple[int
         if not span:
             continue
         text = hit.chunk.text[span[0]:span[1]]
+        found, total = support(question + " " + answer, text)
+        if not total or found / total < SUPPORT_MIN:
+            continue  # a sentence that says little of what was asked and answered is no evidence
         words = set(tokenize(text))
-        score = len(words & set(tokenize(question + " " + answer))) / (len(words) ** 0.3 or 1) + 0.5 * hit.dense
+        score = found / (len(words) ** 0.3 or 1) + 0.5 * hit.dense
         if best is None or score > best[0]:
             best = (score, n, text)
     return [(best[1], best[2])] if best else []

@@ -2,8 +2,10 @@
 on a GPU, any OpenAI-compatible endpoint (vLLM, TGI, Ollama, ...) by URL, or no model at all
 (extractive: quotes the best sentences). All stream text pieces."""
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from shared.device import gpu
+from shared.errors import UserError
 from shared.imports import transformers_ready
 
 MAX_NEW_TOKENS = 120  # SmolLM2-135M writes ~24 tokens/s on a laptop CPU: keep answers short
@@ -18,7 +20,7 @@ def generator_choices() -> list[str]:
     return [s.name for s in REGISTRY["chat"]] + [ENDPOINT, EXTRACTIVE]
 
 
-class GeneratorError(RuntimeError):
+class GeneratorError(UserError):
     """The message is for the UI."""
 
 
@@ -35,19 +37,18 @@ class LocalGenerator:
         spec = find("chat", requested) if requested else default("chat")
         if spec.embedded:
             requested = None
-        elif "(GPU)" in spec.name and pick_device() == "cpu":
-            raise GeneratorError(f"{spec.name} needs a GPU (7B parameters: minutes per answer and ~28 GB on a CPU). "
-                                 "Run it on a GPU Space, or serve it with vLLM/TGI/Ollama and pick the endpoint.")
+        elif spec.needs_gpu and pick_device() == "cpu":
+            raise GeneratorError(f"{spec.name} needs a GPU (minutes per answer and tens of GB on a CPU). Run it on "
+                                 "a GPU Space, or serve it with vLLM/TGI/Ollama and pick the endpoint.")
         try:
             self.loaded = load_causal_lm(spec.hub_id if requested else None, fallback=True)
         except ModelUnavailable as exc:
             raise GeneratorError(str(exc)) from exc
         spec = self.loaded.choice.spec
         self.name = spec.name
-        small = "135M" in spec.hub_id
         self.status = self.loaded.status + (
             " — a *very small* model: fluent for a sentence or two, often wrong; "
-            "read the cited sources, and use a bigger model or an endpoint for real answers." if small else "")
+            "read the cited sources, and use a bigger model or an endpoint for real answers." if spec.weak else "")
 
     def prompt_text(self, messages) -> str:
         tok = self.loaded.tokenizer
@@ -55,28 +56,27 @@ class LocalGenerator:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"
 
-    def stream(self, messages, max_new_tokens: int = MAX_NEW_TOKENS, stop_event=None) -> Iterator[str]:
-        import torch
+    def stream(self, messages, max_new_tokens: int = MAX_NEW_TOKENS,
+               should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
+        """The answer in pieces as the model writes them; `should_stop()` turning true (a job's stop
+        request) ends generation at the next token."""
         transformers_ready()
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        from shared.jobs import stopping_criteria
 
         model, tok = self.loaded.model, self.loaded.tokenizer
         prompt = self.prompt_text(messages)
         inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kw):
-                return bool(stop_event is not None and stop_event.is_set())
-
+        stops = StoppingCriteriaList([stopping_criteria(should_stop)] if should_stop else [])
         kwargs = dict(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False, repetition_penalty=1.1,
-                      streamer=streamer, pad_token_id=tok.pad_token_id, stopping_criteria=StoppingCriteriaList([_Stop()]))
+                      streamer=streamer, pad_token_id=tok.pad_token_id, stopping_criteria=stops)
         errors = []
 
         def run():
             try:
-                with torch.inference_mode():
-                    model.generate(**kwargs)
+                generate(model, kwargs)
             except Exception as exc:  # surfaced after the stream ends
                 errors.append(exc)
                 streamer.end()
@@ -88,6 +88,15 @@ class LocalGenerator:
         worker.join()
         if errors:
             raise GeneratorError(f"Generation failed: {type(errors[0]).__name__}: {errors[0]}")
+
+
+@gpu(duration=120)
+def generate(model, kwargs: dict):
+    """model.generate on the model's device (a GPU on ZeroGPU hardware), without gradients."""
+    import torch
+
+    with torch.inference_mode():
+        return model.generate(**kwargs)
 
 
 def normalize_base_url(url: str) -> str:
@@ -124,11 +133,12 @@ class EndpointGenerator:
 
         return render_messages(messages)
 
-    def stream(self, messages, max_new_tokens: int = 256, stop_event=None) -> Iterator[str]:
+    def stream(self, messages, max_new_tokens: int = 256,
+               should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
         try:
             for event in self.client.chat_completion(messages, model=self.model, stream=True,
                                                      max_tokens=int(max_new_tokens), temperature=0.0):
-                if stop_event is not None and stop_event.is_set():
+                if should_stop is not None and should_stop():
                     break
                 choices = getattr(event, "choices", None) or []
                 delta = choices[0].delta.content if choices and choices[0].delta else None

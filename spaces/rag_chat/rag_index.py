@@ -9,12 +9,13 @@ the top 5: hybrid-RRF scored below plain dense there. A weighted mix of normalis
 BM25's exact-word wins without that (see bench/results/rag_chat.md; Bruch et al. 2023 find the
 same for convex combinations vs RRF)."""
 import re
-import threading
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+from shared.device import gpu
 
 MODES = {
     "hybrid": "Hybrid: 0.7 dense + 0.3 BM25, each standardised (robust default)",
@@ -160,7 +161,7 @@ class RagIndex:
         hits = [Hit(self.chunks[i], s, cos[i], float(bm[i]), 0, dense_rank.get(i), bm25_rank.get(i))
                 for i, s in ranked]
         if reranker is not None and hits:
-            scores = reranker.predict([(query, h.chunk.embed_text) for h in hits])
+            scores = rerank_scores(reranker, [(query, h.chunk.embed_text) for h in hits])
             for h, s in zip(hits, scores):
                 h.rerank = float(s)
                 h.score = float(s)
@@ -233,33 +234,25 @@ class Embedder:
         return out
 
     def _encode(self, texts, batch_size):
-        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32, copy=False)
+        return encode_texts(self.model, texts, batch_size)
 
     def encode_query(self, text: str) -> np.ndarray:
         return self._encode([text], 1)[0]
 
 
-_embedders: dict[str, Embedder] = {}
-_rerankers: dict[str, object] = {}
-_lock = threading.Lock()
-
-
 def get_embedder(requested: str | None = None) -> Embedder:
     """The embedded MiniLM, or bge-small/bge-base when asked for and reachable (falls back to
     MiniLM with the reason otherwise). Loaded once per process, shared read-only."""
-    from shared.loading import load_embedder
+    from shared.loading import load_embedder, once
 
     model, choice = load_embedder(requested or None)
-    key = f"{choice.spec.hub_id}|{choice.source}"
-    with _lock:
-        if key not in _embedders:
-            _embedders[key] = Embedder(model, choice.spec.name, f"{choice.source}: {choice.reason}")
-        return _embedders[key]
+    return once(("rag", "embedder", choice.spec.hub_id, choice.source),
+                lambda: Embedder(model, choice.spec.name, f"{choice.source}: {choice.reason}"))
 
 
 def get_reranker(requested: str | None = None):
     """(CrossEncoder or None, message). Only when the Hub or the local cache has one."""
+    from shared.loading import once
     from shared.models import ModelUnavailable, REGISTRY, resolve
 
     name = requested or REGISTRY["reranker"][0].hub_id
@@ -268,12 +261,27 @@ def get_reranker(requested: str | None = None):
     except ModelUnavailable as exc:
         return None, f"Re-ranking off: {exc}"
     key = choice.spec.hub_id
-    with _lock:
-        if key not in _rerankers:
-            try:
-                from sentence_transformers import CrossEncoder
 
-                _rerankers[key] = CrossEncoder(key, local_files_only=choice.source != "hub")
-            except Exception as exc:
-                return None, f"Re-ranking off: could not load {key}: {type(exc).__name__}"
-    return _rerankers[key], f"Re-ranking with {choice.spec.name} ({choice.source})"
+    def build():
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(key, local_files_only=choice.source != "hub")
+
+    try:
+        model = once(("rag", "reranker", key), build)
+    except Exception as exc:  # noqa: BLE001  a failed load is said, and tried again next time
+        return None, f"Re-ranking off: could not load {key}: {type(exc).__name__}"
+    return model, f"Re-ranking with {choice.spec.name} ({choice.source})"
+
+
+@gpu(duration=60)
+def rerank_scores(reranker, pairs: list[tuple[str, str]]):
+    """The cross-encoder's score of each (question, chunk) pair (a GPU on ZeroGPU hardware)."""
+    return reranker.predict(pairs)
+
+
+@gpu(duration=60)
+def encode_texts(model, texts: list[str], batch_size: int) -> np.ndarray:
+    """Normalized float32 embeddings (a GPU on ZeroGPU hardware)."""
+    return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False).astype(np.float32, copy=False)

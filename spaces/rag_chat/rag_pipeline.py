@@ -3,25 +3,56 @@
 A RagSession lives in the user's gr.State (never a module global); models are shared
 read-only. Everything here is plain Python, driven the same way by app.py, tests and bench."""
 import hashlib
+import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 import rag_answer as ra
 from rag_chunking import DEFAULTS, chunk_documents, fit_to_model
-from rag_documents import Document, FileStatus, read_files, sample_corpus_files
+from rag_documents import Document, read_files, sample_corpus_files
 from rag_index import MODES, RagIndex, get_embedder, get_reranker
 
-HERE = Path(__file__).resolve().parent
+from shared.errors import UserError
+
+# ---------------------------------------------------------------- limits and UI defaults
+# (per file and per upload: rag_documents.MAX_FILE_BYTES, MAX_FILES, MAX_SESSION_CHARS)
+MAX_QUESTION = 2000  # characters
+MAX_TOP_K = 10  # the UI's slider; the API may ask up to 20
+MAX_EVAL_PAIRS = 200  # question -> expected-source pairs scored per Evaluate
+MAX_PAIRS_FILE_CHARS = 200_000
+CHUNK_TABLE_ROWS = 400  # rows of the Chunks tab
+SESSION_TTL_S = 4 * 3600  # a session's documents and index are dropped after this long unused
+ANSWERS_AT_ONCE = 2  # answers generated at once on this machine; more wait in line (shared.jobs)
+FILE_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
+PAIR_FILE_TYPES = [".txt", ".csv", ".json"]
+SAMPLE_VECTORS = "minilm_vectors.npz"
+
+
+class RagError(UserError):
+    """A request the lab cannot serve as asked (no documents yet, a question too long...)."""
 
 
 def corpus_folder() -> Path:
     from shared.paths import ASSETS
 
     return ASSETS / "rag_corpus"
+
+
+def check_question(question) -> str:
+    """The question stripped, or a RagError that says what to do."""
+    if not isinstance(question, str):
+        raise RagError(f"The question must be text, not {type(question).__name__}.")
+    q = question.strip()
+    if not q:
+        raise RagError("Type a question first.")
+    if len(q) > MAX_QUESTION:
+        raise RagError(f"That question is {len(q):,} characters long; the limit is {MAX_QUESTION:,}. "
+                       "Ask something shorter.")
+    return q
 
 
 @dataclass
@@ -54,28 +85,23 @@ class Retrieval:
     rerank_note: str = ""
 
 
-# Shipped vectors for the sample corpus (MiniLM, default chunking): clicking "load sample
-# corpus" is instant on a laptop. Read-only, shared; keyed by the hash of the embedded text.
-_sample_vectors: dict[str, np.ndarray] | None = None
-_sample_lock = threading.Lock()
-SAMPLE_VECTORS = "minilm_vectors.npz"
-
-
 def text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 def sample_vectors() -> dict[str, np.ndarray]:
-    global _sample_vectors
-    with _sample_lock:
-        if _sample_vectors is None:
-            path = corpus_folder() / SAMPLE_VECTORS
-            table = {}
-            if path.exists():
-                data = np.load(path)
-                table = {k: v.astype(np.float32) for k, v in zip(data["keys"], data["vectors"])}
-            _sample_vectors = table
-        return _sample_vectors
+    """Shipped vectors for the sample corpus (MiniLM, default chunking), keyed by the hash of the embedded
+    text: "Load sample corpus" is instant on a laptop. Read once per process, shared read-only."""
+    from shared.loading import once
+
+    def read():
+        path = corpus_folder() / SAMPLE_VECTORS
+        if not path.exists():
+            return {}
+        data = np.load(path)
+        return {k: v.astype(np.float32) for k, v in zip(data["keys"], data["vectors"])}
+
+    return once(("rag", "sample-vectors", str(corpus_folder())), read)
 
 
 class RagSession:
@@ -88,6 +114,7 @@ class RagSession:
         self.index_info: dict = {}
         self.history: list[dict] = []  # {"role", "content", "query", "topic"}
         self._vectors: dict[str, np.ndarray] = {}  # this session's embedding cache
+        self.shipped = True  # use the sample corpus's shipped vectors (the corpus builder turns this off)
         self.lock = threading.RLock()
 
     def __deepcopy__(self, memo):  # gr.State may copy its initial value; a session is never shared
@@ -147,7 +174,9 @@ class RagSession:
             t0 = time.perf_counter()
             chunks = chunk_documents(self.docs, s.strategy, s.size, s.overlap, s.context)
             chunks, n_split = fit_to_model(chunks, embedder.count_tokens, embedder.max_tokens)
-            vectors, embedded_now = self.embed(embedder, [c.embed_text for c in chunks], progress)
+            texts = [c.embed_text for c in chunks]
+            cached = sum(1 for t in texts if text_key(t) in self._vectors)
+            vectors, embedded_now = self.embed(embedder, texts, progress)
             t1 = time.perf_counter()
             self.index = RagIndex(chunks, vectors)
             self.chunks = chunks
@@ -155,13 +184,14 @@ class RagSession:
             self.index_info = {
                 "chunks": len(chunks), "documents": len(self.docs), "embedder": embedder.name,
                 "embedder_reason": embedder.reason, "max_tokens": embedder.max_tokens, "split_to_fit": n_split,
-                "embedded_now": embedded_now, "seconds": round(time.perf_counter() - t0, 2),
+                "embedded_now": embedded_now, "from_session": cached,
+                "from_shipped": len(chunks) - embedded_now - cached, "seconds": round(time.perf_counter() - t0, 2),
                 "embed_seconds": round(t1 - t0, 2), "key": s.index_key(),
             }
             return self.index_info
 
     def embed(self, embedder, texts: list[str], progress=None) -> tuple[np.ndarray, int]:
-        shipped = sample_vectors() if embedder.name.startswith("all-MiniLM-L6-v2") else {}
+        shipped = sample_vectors() if self.shipped and embedder.name.startswith("all-MiniLM-L6-v2") else {}
         keys = [text_key(t) for t in texts]
         missing = [i for i, k in enumerate(keys) if k not in self._vectors and k not in shipped]
         if missing:
@@ -200,8 +230,9 @@ class RagSession:
         self.history.append({"role": "assistant", "content": answer})
         self.history = self.history[-20:]
 
-    def answer_stream(self, retrieval: Retrieval, generator, stop_event=None):
-        """Yield the answer text as it grows. Weak retrieval -> the not-found sentence, no model call."""
+    def answer_stream(self, retrieval: Retrieval, generator, should_stop=None):
+        """Yield the answer text as it grows. Weak retrieval -> the not-found sentence, no model call.
+        `should_stop()` turning true (a job's stop request) ends the model's answer where it is."""
         if retrieval.weak:
             yield ra.NOT_FOUND
             return
@@ -210,19 +241,86 @@ class RagSession:
             return
         messages = ra.build_messages(retrieval.question, retrieval.hits)
         text = ""
-        for piece in generator.stream(messages, stop_event=stop_event):
+        for piece in generator.stream(messages, should_stop=should_stop):
             text += piece
             yield text
 
-    def ask(self, question: str, generator) -> dict:
-        """Retrieve and answer in one go (the /ask API)."""
-        retrieval = self.retrieve(question)
-        answer = ""
-        for answer in self.answer_stream(retrieval, generator):
-            pass
-        answer = answer.strip() or ra.NOT_FOUND
+    def start_answer(self, retrieval: Retrieval, generator, owner: str = ""):
+        """The answer as a shared job (ANSWERS_AT_ONCE run on this machine, the others wait in line):
+        job.result holds the text so far; jobs.stop(job.id) ends it at the next token."""
+        from shared import jobs
+
+        def work(job):
+            job.report(0.0, "answering")
+            text = ""
+            for text in self.answer_stream(retrieval, generator, should_stop=job.should_stop):
+                job.result = text
+            return text
+
+        return jobs.submit(work, key="rag-answer", kind="rag-answer", label="The answer", owner=owner,
+                           slots=ANSWERS_AT_ONCE)
+
+    def finish(self, retrieval: Retrieval, raw: str) -> dict:
+        """Check the answer's citations against its sources, remember the turn, and say what to show:
+        {"answer" (citations that match no source, or whose source does not say the sentence, removed),
+        "raw_answer", "cited", "removed", "notes", "evidence"}."""
+        raw = raw.strip() or ra.NOT_FOUND
+        checked = ra.check_citations(raw, retrieval.hits)
+        answer = checked["text"] or ra.NOT_FOUND
         self.remember(retrieval, answer)
-        return {"answer": answer, "sources": ra.answer_sources(retrieval.hits), "rewritten_question": retrieval.query,
-                "retrieval_weak": retrieval.weak, "cited": ra.parse_citations(answer, len(retrieval.hits)),
-                "evidence": [{"source_number": n, "sentence": s}
-                             for n, s in ra.evidence(retrieval.question, answer, retrieval.hits)]}
+        had = bool(ra.parse_citations(raw, 10 ** 6))
+        return {"answer": answer, "raw_answer": raw, "cited": checked["cited"], "removed": checked["removed"],
+                "notes": ra.citation_notes(checked, had),
+                "evidence": ra.evidence(retrieval.question, answer, retrieval.hits)}
+
+    def ask(self, question: str, generator, owner: str = "") -> dict:
+        """Retrieve and answer in one go (the /ask API), through the same line of answer jobs as the chat."""
+        retrieval = self.retrieve(question)
+        job = self.start_answer(retrieval, generator, owner)
+        job.wait()
+        if job.error:
+            raise RagError(job.error)
+        done = self.finish(retrieval, job.result or "")
+        return {"answer": done["answer"], "sources": ra.answer_sources(retrieval.hits),
+                "rewritten_question": retrieval.query, "retrieval_weak": retrieval.weak, "cited": done["cited"],
+                "citations_removed": done["removed"],
+                "evidence": [{"source_number": n, "sentence": s} for n, s in done["evidence"]]}
+
+    # ------------------------------------------------------------ settings
+    def apply(self, mode=None, top_k=None, rerank=None, generator=None, url=None, model=None) -> None:
+        """The chat's controls into the settings (None leaves a setting as it is)."""
+        s = self.settings
+        if mode is not None:
+            s.mode = mode if mode in MODES else "hybrid"
+        if top_k is not None:
+            s.top_k = max(1, min(int(top_k or Settings.top_k), 20))
+        if rerank is not None:
+            s.rerank = bool(rerank)
+        if generator is not None:
+            s.generator = generator
+        if url is not None:
+            s.endpoint_url = url
+        if model is not None:
+            s.endpoint_model = model
+
+    def configure(self, settings) -> dict:
+        """The /configure API: a JSON object of settings -> the session's settings (unknown keys named)."""
+        try:
+            wanted = json.loads(settings or "{}") if isinstance(settings, str) else settings
+        except ValueError as exc:
+            raise RagError(f"settings must be a JSON object: {exc}") from None
+        if not isinstance(wanted, dict):
+            raise RagError("settings must be a JSON object, like {\"top_k\": 3}")
+        known = asdict(Settings())
+        unknown = [k for k in wanted if k not in known]
+        for k, v in wanted.items():
+            if k in known:
+                try:
+                    setattr(self.settings, k, type(known[k])(v) if known[k] is not None else v)
+                except (TypeError, ValueError):
+                    raise RagError(f"setting {k!r} must be a {type(known[k]).__name__}, not {v!r}") from None
+        self.settings.top_k = max(1, min(int(self.settings.top_k), 20))
+        out = asdict(self.settings)
+        if unknown:
+            out["warning"] = f"unknown settings ignored: {', '.join(unknown)}"
+        return out

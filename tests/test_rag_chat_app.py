@@ -1,6 +1,7 @@
-"""RAG chat lab: the real embedder on the sample corpus, and the /ingest, /ask, /configure API
-through gradio_client (every bad-file case of the issue, 500 files, 10 concurrent isolated
-sessions, prompt injection against a recording endpoint, one real SmolLM2 answer)."""
+"""RAG chat lab through its API (gradio_client against the running app): /ingest, /ask, /configure,
+every bad-file case, 500 files, 10 concurrent isolated sessions, prompt injection against a recording
+endpoint, citations that match no source or are not backed (off-topic question over the sample
+corpus), and one real SmolLM2 answer."""
 import json
 import re
 import sys
@@ -30,46 +31,6 @@ def client(url):
     from gradio_client import Client
 
     return Client(url, verbose=False)
-
-
-def test_sample_corpus_retrieval_and_not_found():
-    import rag_answer as ra
-    from rag_pipeline import RagSession, Settings
-
-    session = RagSession(Settings(generator="extractive"))
-    session.load_sample()
-    assert len(session.docs) == 16 and len(session.chunks) > 500
-    assert session.index_info["split_to_fit"] == 0 or session.index_info["max_tokens"] == 256
-    hits = session.retrieve("When was Einstein born?").hits
-    assert hits[0].chunk.doc == "Albert_Einstein.md"
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    from rag_generators import ExtractiveGenerator
-
-    # (A question about a pizza *recipe* sits right at the threshold: Alchemy.md has recipes.)
-    out = session.ask("How do I change a flat bicycle tyre?", ExtractiveGenerator())
-    assert out["answer"] == ra.NOT_FOUND and out["retrieval_weak"]
-    out = session.ask("Who wrote Animal Farm?", ExtractiveGenerator())
-    assert out["sources"][0]["source"] == "Animal_Farm.md"
-    assert "Orwell" in out["answer"] and re.search(r"\[[1-5]\]", out["answer"])
-    # A follow-up is rewritten with the conversation.
-    follow = session.retrieve("When was it published?")
-    assert "Animal Farm" in follow.query and follow.hits[0].chunk.doc == "Animal_Farm.md"
-
-
-def test_eval_compares_two_settings():
-    from rag_eval import compare, parse_pairs
-    from rag_pipeline import RagSession, Settings
-
-    session = RagSession()
-    session.load_sample()
-    docs = [d for d in session.docs if d.name in ("Abacus.md", "Aardvark.md")]
-    session.docs = docs
-    pairs, _ = parse_pairs("What do aardvarks eat? | Aardvark.md\nWhat is a binary abacus for? | Abacus.md")
-    res = compare(session, pairs, Settings(strategy="fixed", size=1000, overlap=200, mode="dense"), Settings())
-    for side in ("A", "B"):
-        assert set(res[side]["metrics"]) == {"hit@1", "hit@3", "hit@5", "MRR"}
-        assert res[side]["metrics"]["hit@5"] == 1.0
-    assert session.settings.strategy == Settings().strategy  # the user's own settings untouched
 
 
 def test_ingest_and_ask_api(app_url, tmp_path):
@@ -169,7 +130,7 @@ def test_one_real_answer_from_the_embedded_smollm2(app_url, tmp_path):
 def test_every_bad_file_case_through_the_api(app_url, tmp_path):
     """Each bad file gets its own clear message; the good ones in the same upload still ingest."""
     from gradio_client import handle_file
-    from test_rag_chat_logic import make_pdf  # PDFs built with pypdf, no binaries shipped
+    from test_rag_documents import make_pdf  # PDFs built with pypdf, no binaries shipped
 
     files = {
         "good.txt": b"The Velmora bridge was opened in 1931 by mayor Ilse Brandt.",
@@ -209,6 +170,7 @@ def test_every_bad_file_case_through_the_api(app_url, tmp_path):
 class _RecordingEndpoint(BaseHTTPRequestHandler):
     """A stand-in OpenAI-compatible server (vLLM/TGI/Ollama) that records what it is sent."""
     seen = []
+    words = ["The museum ", "opens at 9am ", "[1]."]
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -216,7 +178,7 @@ class _RecordingEndpoint(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for w in ["The museum ", "opens at 9am ", "[1]."]:
+        for w in self.words:
             event = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
                      "choices": [{"index": 0, "delta": {"role": "assistant", "content": w}, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
@@ -259,17 +221,45 @@ def test_prompt_injection_in_a_document_stays_data_through_the_api(app_url, tmp_
     assert 'file="hostile.txt"' in user[opening:hostile] and user.find("</source>", hostile) > hostile
 
 
-def test_source_badges_tell_model_citations_from_lab_evidence():
-    from rag_chunking import Chunk
-    from rag_index import Hit
-    from rag_pipeline import Retrieval
+
+
+class _HabitualCiter(_RecordingEndpoint):
+    """A model that cites [1] to [10] whatever it was given (what SmolLM2 did off-topic)."""
+    words = ["The capital of Peru is Lima ", "[1][2][3][4][5][6][7][8][9][10]. ", "It is a big city [6]."]
+
+
+def test_an_off_topic_answer_shows_no_citation_that_matches_no_source_or_is_not_backed(app_url):
+    """Issue 25: "What is the capital of Peru?" over the sample corpus: the model answered with [1] to
+    [10] while 5 sources existed, and the sources marked cited did not say it."""
+    from gradio_client import handle_file
+
+    from rag_generators import ENDPOINT
+
+    corpus = ROOT / "assets" / "rag_corpus"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HabitualCiter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = client(app_url)
+        c.predict(json.dumps({"generator": ENDPOINT, "endpoint_url": f"http://127.0.0.1:{server.server_port}/v1",
+                              "top_k": 5, "threshold": 0.0}), api_name="/configure")  # always ask the model
+        c.predict([handle_file(str(p)) for p in sorted(corpus.glob("*.md")) if p.name != "SOURCE.md"],
+                  api_name="/ingest")
+        ans = c.predict("What is the capital of Peru?", api_name="/ask")
+    finally:
+        server.shutdown()
+    assert len(ans["sources"]) == 5
+    assert not re.search(r"\[\d+", ans["answer"]), ans["answer"]  # no number left that looks like a citation
+    assert ans["answer"] == "The capital of Peru is Lima. It is a big city."
+    assert ans["cited"] == [] and ans["evidence"] == []
+    removed = {r["number"]: r["reason"] for r in ans["citations_removed"]}
+    assert set(removed) == set(range(1, 11))
+    assert all("no source" in removed[n] for n in range(6, 11))
+    assert all("does not say this" in removed[n] for n in range(1, 6))
+
+
+def test_the_title_and_what_it_teaches_come_from_the_card():
+    from shared.cards import title_and_teaches
 
     app = import_app("rag_chat")
-    texts = ["The Storvik lighthouse was built in 1872 by Hanna Berg.", "The museum opened in 1994."]
-    hits = [Hit(Chunk("notes.md", t, 0, len(t)), 1.0, 0.6, 1.0, n) for n, t in enumerate(texts, 1)]
-    retrieval = Retrieval("When was the museum opened?", "When was the museum opened?", "", hits, False, 0.0)
-    cited = app._sources_html(retrieval, "It opened in 1994 [2].")
-    assert cited.count(">cited</span>") == 1 and "evidence</span>" not in cited
-    uncited = app._sources_html(retrieval, "The museum opened in 1994.")
-    assert ">cited</span>" not in uncited and uncited.count(">evidence</span>") == 1
-    assert "<mark>The museum opened in 1994.</mark>" in uncited
+    title, teaches = title_and_teaches(app.__file__)
+    assert app.demo.title == title == "RAG chat" and "citations" in teaches
