@@ -1,7 +1,7 @@
 """Decoding explorer in a real browser, on the real embedded SmolLM2: empty states, errors that
 leave the button usable, the Preset box, Stop keeping what was produced, then the main task
 (generate side by side, click a token, see its alternatives and the logits pipeline, branch)
-with a desktop and a phone screenshot."""
+with a desktop and a phone screenshot, and results marked out of date when the settings change."""
 import pytest
 
 from conftest import import_app, running, screenshot
@@ -139,3 +139,11 @@ def test_generate_click_token_branch_and_screenshots(page, url):
     page.evaluate("window.scrollTo(0, 0)")
     phone = screenshot(page, "decoding_explorer_phone")
     assert phone.stat().st_size > 10_000
+    # views that depend on an input say so or update: another token clears the branch made at the old one,
+    # and a changed prompt marks the run's results as of the previous settings
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.locator(TOKENS).nth(1).click()
+    page.get_by_text("Top-p (nucleus) sampling, step 2:").first.wait_for(timeout=60_000)
+    assert page.get_by_text("Branch of").count() == 0
+    page.get_by_label("Prompt").fill("Write one sentence about the moon.")
+    page.get_by_text("The settings changed since this run").wait_for(timeout=30_000)

@@ -147,6 +147,10 @@ def build_token_view(session: gr.State) -> dict:
         branch_hl = gr.HighlightedText(label="Branched output", color_map=views.COLORS, show_legend=False,
                                        show_inline_category=False, interactive=False, visible=False)
 
+    def no_branch() -> dict:
+        """A branch belongs to the token it was made at: another token or strategy clears it."""
+        return {branch_md: "", branch_hl: gr.HighlightedText(value=None, visible=False)}
+
     def show_strategy(state, index):
         if not state or index is None:
             return {}
@@ -156,7 +160,7 @@ def build_token_view(session: gr.State) -> dict:
                 step_md: "Click a token above to see the alternatives at that step." if output.ids
                 else "This strategy produced no token before Stop.",
                 alts: gr.Radio(choices=[], value=None, visible=False), pipe: "",
-                branch_btn: gr.Button(visible=False)}
+                branch_btn: gr.Button(visible=False), **no_branch()}
 
     def select_token(state, index, evt: gr.SelectData):
         if not state or index is None:
@@ -173,7 +177,7 @@ def build_token_view(session: gr.State) -> dict:
                 alts: gr.Radio(choices=choices, visible=True,
                                value=next((v for label, v in choices if "picked" not in label), None)),
                 pipe: views.pipeline_html(result, tok, chosen=output.ids[step]),
-                branch_btn: gr.Button(visible=True)}
+                branch_btn: gr.Button(visible=True), **no_branch()}
 
     def branch(state, token_id):
         try:
@@ -190,8 +194,10 @@ def build_token_view(session: gr.State) -> dict:
         return {branch_hl: gr.HighlightedText(value=views.token_spans(new, tok), visible=True),
                 branch_md: views.branch_summary(output, new, state["step"], tok)}
 
-    pick.change(show_strategy, [session, pick], [tokens, step_md, alts, pipe, branch_btn], api_visibility="private")
-    tokens.select(select_token, [session, pick], [session, step_md, alts, pipe, branch_btn], api_visibility="private")
+    pick.change(show_strategy, [session, pick], [tokens, step_md, alts, pipe, branch_btn, branch_md, branch_hl],
+                api_visibility="private")
+    tokens.select(select_token, [session, pick], [session, step_md, alts, pipe, branch_btn, branch_md, branch_hl],
+                  api_visibility="private")
     branch_btn.click(branch, [session, alts], [branch_hl, branch_md], api_visibility="private")
     return dict(hint=hint, box=box, pick=pick, tokens=tokens, step_md=step_md, alts=alts, pipe=pipe,
                 branch_btn=branch_btn, branch_md=branch_md, branch_hl=branch_hl)
@@ -205,6 +211,7 @@ def build_run(settings: dict) -> None:
     run_id = gr.State("")
     session = gr.State(None)
     notes = gr.Markdown("")
+    stale = gr.Markdown("")
     cards = gr.HTML(views.STYLE + views.empty_html(), label="Outputs")
     metrics = gr.Dataframe(headers=views.METRIC_HEADERS, label="Metrics", interactive=False, wrap=False,
                            column_widths=views.METRIC_WIDTHS, visible=False)
@@ -259,7 +266,7 @@ def build_run(settings: dict) -> None:
 
     def finished(job) -> dict:
         live = job.result
-        ready = {go: gr.Button(interactive=True, value=GENERATE)}
+        ready = {go: gr.Button(interactive=True, value=GENERATE), stale: ""}
         if job.state == jobs.ERROR or live is None or live.run is None or not live.outputs:
             if job.state == jobs.ERROR:
                 gr.Warning(job.error)
@@ -288,11 +295,21 @@ def build_run(settings: dict) -> None:
             view["branch_md"]: "",
         }
 
-    shown_by_run = [cards, metrics, notes, session, go] + [view[k] for k in (
+    shown_by_run = [cards, metrics, notes, stale, session, go] + [view[k] for k in (
         "hint", "box", "pick", "tokens", "step_md", "alts", "pipe", "branch_btn", "branch_hl", "branch_md")]
     go.click(start, inputs, [run_id, go], api_visibility="private", show_progress="hidden",
              concurrency_limit=None).success(
         follow, run_id, shown_by_run, api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    def settings_changed(state):
+        if not state:
+            return ""
+        return ("⚠️ The settings changed since this run: the cards, metrics and tokens below are of the previous "
+                "settings. Press **Generate side by side** to run again.")
+
+    gr.on([s[k].change for k in ("prompt", "strategies", "model", "chat", "seed", "max_new")]
+          + [k.change for k in s["sliders"]], settings_changed, session, stale, queue=False, show_progress="hidden",
+          api_visibility="private")
+
     def stop_run(job_id):
         jobs.stop(job_id)  # the run ends after its current step; follow() then shows what it produced
 
