@@ -36,7 +36,8 @@ KNOBS = [
     ("max_length", lambda: gr.Slider(32, 1024, value=D.max_length, step=16, label="max length (tokens)")),
     ("seed", lambda: gr.Number(value=D.seed, precision=0, label="seed (split, init, order)")),
     ("eval_fraction", lambda: gr.Slider(0, 0.5, value=D.eval_fraction, step=0.05, label="eval share")),
-    ("completion_only_loss", lambda: gr.Checkbox(value=D.completion_only_loss, label="loss on the answer only")),
+    ("completion_only_loss", lambda: gr.Checkbox(value=D.completion_only_loss, label="loss on the answer tokens only",
+                                                       info="prompt tokens are masked out of the loss")),
 ]
 
 
@@ -121,7 +122,7 @@ def build_data_tab(state):
             dataset = gr.Radio(DATASET_CHOICES, value=lora_data.DEFAULT_DATASET, label="Dataset", elem_id="lora-dataset")
             upload = gr.File(label="Your CSV/JSONL: instruction + response columns (or prompt/completion, "
                                    "question/answer), or chat 'messages'", file_types=[".csv", ".jsonl", ".json", ".tsv"],
-                             type="filepath", height=100)
+                             type="filepath", height=140)
         with gr.Column(scale=2):
             model = gr.Dropdown(lora_models.choices(), value="", label="Base model", elem_id="lora-model",
                                 info="SmolLM2-135M-Instruct is embedded and runs offline; Hub models load when the "
@@ -174,8 +175,10 @@ def build_config_tab():
                 for key, make in KNOBS[4:8]:
                     knobs[key] = make()
             with gr.Row():
-                for key, make in KNOBS[8:]:
+                for key, make in KNOBS[8:-1]:
                     knobs[key] = make()
+            key, make = KNOBS[-1]
+            knobs[key] = make()
             qlora = gr.Checkbox(value=False, label="4-bit QLoRA (bitsandbytes NF4 base)", interactive=qlora_ok,
                                 info=qlora_why)
         with gr.Column(scale=4):
@@ -194,8 +197,9 @@ def build_train_tab():
         train_btn = gr.Button("Train", variant="primary", elem_id="lora-train")
         stop_btn = gr.Button("Stop", variant="stop", elem_id="lora-stop")
     live = gr.HTML(views.live_html({}, None), elem_id="lora-live")
-    plot = gr.LinePlot(x="step", y="value", color="metric", title="Loss (train every step, eval 5 times)",
-                       height=280, elem_id="lora-curve")
+    plot = gr.LinePlot(x="step", y="value", color="metric", title="Loss: train every step, eval before, after (and 5 times in runs of 10+ steps)",
+                       height=280, elem_id="lora-curve", x_title="step", y_title="loss",
+                       color_map={"loss": "#6366f1", "eval_loss": "#f59e0b"})
     with gr.Row():
         runs = gr.Dataframe(headers=views.RUN_COLUMNS, value=[], label="Your runs (click one to open it)",
                             interactive=False, elem_id="lora-runs", scale=3)
@@ -215,7 +219,7 @@ def build_compare_tab():
     with gr.Row():
         prompt = gr.Textbox(value="Who founded Orvenne?", label="Prompt", max_length=lora_compare.MAX_PROMPT_CHARS,
                             scale=4, elem_id="lora-prompt")
-        max_new = gr.Slider(8, 256, value=48, step=8, label="max new tokens")
+        max_new = gr.Slider(8, 256, value=32, step=8, label="max new tokens")
         temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="temperature (0 = greedy)")
         seed = gr.Number(value=0, precision=0, label="seed")
     with gr.Row():
@@ -336,9 +340,10 @@ def build_demo() -> gr.Blocks:
             pos = jobs.position(job)
             if pos:
                 gr.Info(f"Another training job is running on this machine: yours is number {pos} in line.")
-            return {state: s, timer: gr.Timer(active=True), live: views.live_html(jobs.poll(job.id), job.metrics)}
+            return {state: s, timer: gr.Timer(active=True), live: views.live_html(jobs.poll(job.id), job.metrics),
+                    runs: views.runs_rows(lora_train.list_runs(who or ""))}
 
-        train_btn.click(on_train, [dataset, upload, state, owner, *config_inputs], [state, timer, live],
+        train_btn.click(on_train, [dataset, upload, state, owner, *config_inputs], [state, timer, live, runs],
                         api_visibility="private")
 
         def on_stop(st):
@@ -362,7 +367,8 @@ def build_demo() -> gr.Blocks:
             if job is not None:
                 poll = jobs.poll(job.id)
                 out[live] = views.live_html(poll, job.metrics)
-                out[plot] = job.metrics.table(PLOT_METRICS)
+                table = job.metrics.table(PLOT_METRICS)
+                out[plot] = table if len(table) else None  # an empty float 'metric' column breaks the colours
                 active = poll["active"]
                 if not active and s.get("shown") != job.id:  # just finished: refresh the runs and the run picker
                     s["shown"] = job.id
@@ -377,7 +383,9 @@ def build_demo() -> gr.Blocks:
                 if probe.state in jobs.FINISHED:
                     if probe.state == jobs.DONE and s.get("probe_result") is not probe.result:
                         s["probe_result"] = probe.result
-                        out[cost] = views.cost_html(s.get("est"), probe.result)
+                        import psutil
+
+                        out[cost] = views.cost_html(s.get("est"), probe.result, psutil.virtual_memory().available)
                     elif probe.state == jobs.ERROR:
                         gr.Warning(probe.error)
                     s["probe"] = None

@@ -207,7 +207,8 @@ def build_trainer(p: Prepared, out_dir: Path, steps: int, callbacks=(), with_eva
     model = lora_models.load_for_training(p.src, qlora=p.cfg.qlora)
     tokenizer = lora_models.tokenizer(p.src)
     train, evals = _datasets(p)
-    eval_steps = max(1, steps // EVAL_POINTS) if (evals is not None and with_eval) else None
+    # Eval during training EVAL_POINTS times on runs long enough for a curve; short runs: before and after only.
+    eval_steps = steps // EVAL_POINTS if (evals is not None and with_eval and steps >= 2 * EVAL_POINTS) else None
     trainer = SFTTrainer(model=model, args=_sft_config(p, out_dir, steps, eval_steps), train_dataset=train,
                          eval_dataset=evals if with_eval else None, processing_class=tokenizer,
                          peft_config=_lora_config(p), callbacks=list(callbacks))
