@@ -153,7 +153,8 @@ def test_sql_and_html_are_stored_and_returned_as_text(client, store, app, tiny_w
 
     shown = dpo_views.pair_html({"prompt": EVIL, "a": EVIL, "b": "ok"})
     assert "<img" not in shown and "&lt;img src=x" in shown
-    assert "<b>" not in dpo_views.counter_md(1, 1, 1, EVIL)
+    counter = dpo_views.counter_md(1, 1, 1, EVIL)
+    assert "<img" not in counter and "<b>bold" not in counter and "&lt;b&gt;bold" in counter
 
 
 @pytest.mark.parametrize("prompt, words", [("x" * 5000, "the limit is 2,000")])

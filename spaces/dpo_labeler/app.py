@@ -44,9 +44,9 @@ def build_label_tab(state):
                 "A or B is hidden and shuffled per pair; both are stored with your label. Pairs other annotators "
                 "labelled are offered to you first (up to 3 annotators per pair), so agreement can be measured.")
     with gr.Row(equal_height=True):
-        name = gr.Textbox(label="Your name (annotator)", max_length=200, scale=2, elem_id="dpo-name")
+        name = gr.Textbox(label="Your name (annotator)", max_length=200, scale=2, min_width=220, elem_id="dpo-name")
         own = gr.Textbox(label="Your own prompt (optional; empty = the next shipped or uploaded one)", scale=3,
-                         max_length=3000, elem_id="dpo-own-prompt")
+                         max_length=3000, min_width=280, elem_id="dpo-own-prompt")
         next_btn = gr.Button("Next pair", variant="primary", scale=1, elem_id="dpo-next")
     counter = gr.HTML(views.counter_md(0, 0, 0))
     pair_view = gr.HTML(views.pair_html(None), elem_id="dpo-pair")
@@ -270,13 +270,13 @@ def build_train_tab(state):
     with gr.Row():
         for name in PLOTS[:3]:
             with gr.Column(min_width=260):
-                plots.append(gr.LinePlot(x="step", y="smoothed", color="metric", title=name, height=220,
+                plots.append(gr.LinePlot(x="step", y="smoothed", title=name, height=220,
                                          x_title="step", y_title=name.split("/")[-1]))
                 gr.HTML(f"<div class='dpo-caption'>{views.CAPTIONS[name]}</div>")
     with gr.Row():
         for name in PLOTS[3:]:
             with gr.Column(min_width=260):
-                plots.append(gr.LinePlot(x="step", y="smoothed", color="metric", title=name, height=220,
+                plots.append(gr.LinePlot(x="step", y="smoothed", title=name, height=220,
                                          x_title="step", y_title=name.split("/")[-1]))
                 gr.HTML(f"<div class='dpo-caption'>{views.CAPTIONS[name]}</div>")
     result = gr.HTML(views.result_html(None), elem_id="dpo-train-result")

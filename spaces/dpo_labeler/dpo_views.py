@@ -95,7 +95,7 @@ def pair_html(pair: dict | None) -> str:
 
 
 def counter_md(mine: int, total: int, pairs: int, annotator: str = "", note: str = "") -> str:
-    who = f"**{esc(annotator)}**: {mine} label{'s' if mine != 1 else ''}" if annotator else "No name yet"
+    who = f"<b>{esc(annotator)}</b>: {mine} label{'s' if mine != 1 else ''}" if annotator else "No name yet"
     return f"<div class='dpo-counter'>{who} · all annotators: {total} labels on {pairs} pairs{' · ' + esc(note) if note else ''}</div>"
 
 
