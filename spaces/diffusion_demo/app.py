@@ -9,6 +9,7 @@ import random
 import time
 
 import gradio as gr
+import pandas as pd
 
 import diffusion_logic as logic
 import diffusion_views as views
@@ -140,7 +141,7 @@ def run_buttons(label: str):
 
 
 def gallery(label: str, columns: int, height=None, **kw):
-    return gr.Gallery(label=label, columns=columns, height=height, format="png", object_fit="contain",
+    return gr.Gallery(label=label, columns=columns, height=height or "auto", format="png", object_fit="contain",
                       buttons=["download", "fullscreen"], **kw)
 
 
@@ -188,8 +189,9 @@ def build_generate_tab():
 
 def build_filmstrip_tab():
     gr.Markdown("One seed, denoised step by step. Top row: the noisy image **x_t** the model sees at that step. "
-                "Bottom row: the model's guess of the clean image **x̂_0** from it. Early guesses are blurry "
-                "averages; the details settle late.")
+                "Bottom row: the model's guess of the clean image **x̂_0** from it. The model predicts the noise ε̂, "
+                "so x̂_0 = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t: at the noisiest steps √ᾱ_t is tiny and the guess is "
+                "unstable (clipped noise); then it becomes a blurry average digit, and the details settle last.")
     prompt = gr.Textbox(value="a handwritten 3", label="Prompt")
     s = settings_row()
     at = gr.Textbox(value="", label="Show steps", placeholder="e.g. 1, 5, 10, 20, 30, 40, 50 (empty: 8 spread out)")
@@ -233,7 +235,8 @@ def build_grid_tab():
         s = settings_row(steps=False, scheduler=False)
     go, stop, job_id = run_buttons("Run the grid")
     status = gr.Markdown("")
-    cells = gallery("Scheduler x steps (rows: schedulers, columns: steps)", columns=len(logic.DEFAULT_GRID_STEPS))
+    cells = gr.Image(label="Scheduler x steps (rows: schedulers, columns: steps; time and classifier reading under "
+                           "each cell)", type="pil", format="png", buttons=["download", "fullscreen"], height=None)
     table = gr.Dataframe(label="Time per cell", interactive=False, visible=False)
 
     def start(prompt_v, names_v, steps_v, guidance, seed):
@@ -262,9 +265,8 @@ def build_grid_tab():
             yield {status: "Stopped.", go: gr.Button(interactive=True)}
             return
         total = sum(c.seconds for c in result)
-        n_steps = len(set(c.steps for c in result))
         yield {status: f"{len(result)} cells in {total:.2f} s of sampling · seed {int(seed)} · guidance {guidance:g}",
-               cells: gr.Gallery(value=views.grid_items(result), columns=n_steps),
+               cells: views.grid_image(result),
                table: gr.Dataframe(value=views.grid_table(result), visible=True), go: gr.Button(interactive=True)}
 
     go.click(start, [prompt, names, steps, s["guidance"], s["seed"]], [job_id, go, status, cells, table],
@@ -286,7 +288,8 @@ def build_sweep_tab():
     s = settings_row(guidance=False)
     go, stop, job_id = run_buttons("Run the sweep")
     status = gr.Markdown("")
-    cells = gallery("Rows: guidance values; columns: seeds", columns=logic.DEFAULT_SWEEP_N)
+    cells = gr.Image(label="Rows: guidance values; columns: seeds (the classifier's reading under each)", type="pil",
+                     format="png", buttons=["download", "fullscreen"])
     table = gr.Dataframe(label="Read as the asked digit, per guidance", interactive=False, visible=False)
 
     def start(prompt_v, values_v, n_v, sched, steps, seed):
@@ -316,8 +319,8 @@ def build_sweep_tab():
             return
         yield {status: f"Understood: **{parsed.understood}** · {sched or logic.DEFAULT_SCHEDULER}, {int(steps)} steps, "
                        f"seeds {int(seed)}-{int(seed) + int(n_v) - 1}",
-               cells: gr.Gallery(value=views.sweep_items(result), columns=int(n_v)),
-               table: gr.Dataframe(value=logic.sweep_summary(result, parsed.label), visible=True),
+               cells: views.sweep_image(result, int(seed)),
+               table: gr.Dataframe(value=pd.DataFrame(logic.sweep_summary(result, parsed.label)), visible=True),
                go: gr.Button(interactive=True)}
 
     go.click(start, [prompt, values, n, s["scheduler"], s["steps"], s["seed"]], [job_id, go, status, cells, table],
@@ -396,6 +399,8 @@ def build_demo() -> gr.Blocks:
                 build_sweep_tab()
             with gr.Tab("Schedule & img2img"):
                 build_schedule_tab(demo)
+        demo.load(lambda: jobs.submit(lambda job: logic.preload(), key="diffusion_preload", kind="preload") and None,
+                  None, None, api_visibility="private", queue=False)
         gr.api(generate_api, api_name="generate", concurrency_limit=4)
         gr.api(filmstrip_api, api_name="filmstrip", concurrency_limit=4)
         gr.api(schedulers_api, api_name="schedulers", concurrency_limit=None)

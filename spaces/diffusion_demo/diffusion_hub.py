@@ -14,7 +14,7 @@ from shared.loading import once
 from shared.models import Choice, ModelUnavailable, resolve
 
 import diffusion_logic as logic
-from diffusion_sampling import Frame, denoise, make_scheduler
+from diffusion_sampling import Frame, denoise, diffusers_classes, make_scheduler
 
 IMAGE_SIZE = 512  # at most: the UNet's own sample size x the VAE's factor when smaller
 LATENT_FRAMES = 4  # decoded latents shown along the way in Generate
@@ -67,8 +67,7 @@ def load(choice: Choice):
     dtype = pick_dtype(device)
 
     def build():
-        from diffusers import DiffusionPipeline
-
+        (DiffusionPipeline,) = diffusers_classes("DiffusionPipeline")
         _model_index(choice)
         try:
             pipe = DiffusionPipeline.from_pretrained(choice.spec.hub_id, dtype=dtype,

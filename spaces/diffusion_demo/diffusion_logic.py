@@ -21,8 +21,8 @@ from shared.errors import UserError
 from shared.models import LARGE, SMALL, REGISTRY, ModelSpec
 
 import diffusion_model as dm
-from diffusion_sampling import (SCHEDULER_NOTES, SCHEDULERS, UnknownScheduler, denoise, make_scheduler,  # noqa: F401
-                                scheduler_name, unet_model)
+from diffusion_sampling import (SCHEDULER_NOTES, SCHEDULERS, UnknownScheduler, denoise,  # noqa: F401
+                                diffusers_classes, make_scheduler, scheduler_name, unet_model)
 
 # ---------------------------------------------------------------- limits and defaults (one block)
 DEFAULT_SCHEDULER = "DDIM"
@@ -192,6 +192,13 @@ def model_status() -> str:
     acc = f"; {evaluation['accuracy']:.1%} of its digits read as the asked class" if "accuracy" in evaluation else ""
     steps = f", {report['steps']} training steps" if "steps" in report else ""
     return f"**{EMBEDDED_NAME}** · offline · 1.16M parameters{steps}{acc}"
+
+
+def preload() -> None:
+    """Load the digits UNet and fit the digit classifier (a few seconds): called in the background when a
+    page opens, so the first Generate does not wait for them."""
+    _digits(None)
+    dm.digit_classifier()
 
 
 def _digits(device: str | None):
@@ -394,8 +401,8 @@ def schedule_table():
     log10_snr)."""
     import pandas as pd
     import torch
-    from diffusers import DDPMScheduler
 
+    (DDPMScheduler,) = diffusers_classes("DDPMScheduler")
     sched = DDPMScheduler(**dm.scheduler_config())
     ab = sched.alphas_cumprod.double()
     snr = ab / (1 - ab)
@@ -459,8 +466,8 @@ def img2img(digit=3, index=0, strength=0.6, prompt: str = "", scheduler: str = "
 def forward_noise(digit=3, index=0, timesteps=(0, 100, 250, 500, 750, 999), seed=DEFAULT_SEED):
     """x_t = sqrt(alpha-bar_t) x_0 + sqrt(1 - alpha-bar_t) eps for one real digit at several t (one eps)."""
     import torch
-    from diffusers import DDPMScheduler
 
+    (DDPMScheduler,) = diffusers_classes("DDPMScheduler")
     ts = int_list(list(timesteps), "Timesteps", 0, dm.TRAIN_TIMESTEPS - 1, max_len=12)
     image, _ = real_digit(digit, index)
     eps = torch.randn(image.shape, generator=torch.Generator().manual_seed(check_seed(seed)))

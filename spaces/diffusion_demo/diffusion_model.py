@@ -50,8 +50,10 @@ def scheduler_config() -> dict:
 def build_unet(seed: int = SEED, **overrides):
     """A freshly initialised UNet (the training script's start; tests pass smaller sizes)."""
     import torch
-    from diffusers import UNet2DModel
 
+    from diffusion_sampling import diffusers_classes
+
+    (UNet2DModel,) = diffusers_classes("UNet2DModel")
     torch.manual_seed(seed)
     return UNet2DModel(**{**unet_config(), **overrides})
 
@@ -128,9 +130,11 @@ def load_unet(folder: str | Path | None = None, device: str = "cpu"):
     folder = Path(folder or os.environ.get("GENAI_LAB_DIFFUSION_MODEL") or ASSET)
 
     def build():
-        import torch
-        from diffusers import UNet2DModel
         from safetensors.torch import load_file
+
+        from diffusion_sampling import diffusers_classes
+
+        (UNet2DModel,) = diffusers_classes("UNet2DModel")
 
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():

@@ -17,6 +17,7 @@ No gradio here; torch and diffusers are imported inside functions."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,6 +27,19 @@ from shared.errors import UserError
 
 class UnknownScheduler(UserError):
     pass
+
+
+_import_lock = threading.Lock()
+
+
+def diffusers_classes(*names: str) -> tuple:
+    """diffusers classes by name. diffusers imports its classes lazily, and two threads resolving two names
+    at once (a page load drawing the schedule while a job loads the UNet) can fail with an ImportError;
+    the lock makes the first resolution of each name one at a time."""
+    with _import_lock:
+        import diffusers
+
+        return tuple(getattr(diffusers, name) for name in names)
 
 
 # name -> (diffusers class, extra config). Each is built with X.from_config(training config, **extra).
@@ -64,10 +78,8 @@ def scheduler_name(name: str | None, default: str) -> str:
 
 def make_scheduler(name: str, base_config: dict):
     """A fresh scheduler of that name built from the model's training schedule (`X.from_config`)."""
-    import diffusers
-
     cls_name, extra = SCHEDULERS[name]
-    cls = getattr(diffusers, cls_name)
+    (cls,) = diffusers_classes(cls_name)
     return cls.from_config(dict(base_config), **extra)
 
 

@@ -114,3 +114,54 @@ def schedule_note(wide, scheduler: str, timesteps: list[float]) -> str:
     return ("Training schedule: 1000 steps, betas rising linearly from 0.0001 to 0.02. "
             f"{at(0)} · {at(250)} · {at(500)} · {at(999)}.\n\n"
             f"**{scheduler}** with {len(timesteps)} steps visits t = {html.escape(shown)}.")
+
+
+def labelled_grid(images, rows: list[str], cols: list[str], captions: list[str] | None = None, cell: int = 96):
+    """One PNG-ready PIL image: `images` (row-major, len(rows) x len(cols)) with row labels on the left,
+    column labels on top and a small caption under each cell (e.g. its time): an X/Y plot."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=13)
+    small = ImageFont.load_default(size=11)
+    left = 12 + max(int(font.getlength(r)) for r in rows)
+    top, gap, under = 24, 6, 16 if captions else 0
+    width = left + len(cols) * (cell + gap) + gap
+    height = top + len(rows) * (cell + under + gap) + gap
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, label in enumerate(cols):
+        x = left + gap + j * (cell + gap)
+        draw.text((x + cell / 2, top / 2), label, fill="#1e293b", font=font, anchor="mm")
+    for i, label in enumerate(rows):
+        y = top + i * (cell + under + gap)
+        draw.text((left - 6, y + cell / 2), label, fill="#1e293b", font=font, anchor="rm")
+        for j in range(len(cols)):
+            k = i * len(cols) + j
+            if k >= len(images):
+                continue
+            x = left + gap + j * (cell + gap)
+            tile = to_pil(images[k])
+            tile = tile.resize((cell, cell), Image.NEAREST if tile.width <= 64 else Image.LANCZOS).convert("RGB")
+            canvas.paste(tile, (x, y))
+            if captions:
+                draw.text((x + cell / 2, y + cell + under / 2 + 1), captions[k], fill="#475569", font=small,
+                          anchor="mm")
+    return canvas
+
+
+def grid_image(cells):
+    """The scheduler x steps X/Y plot: rows = schedulers, columns = step counts, each cell with its time."""
+    rows = list(dict.fromkeys(c.scheduler for c in cells))
+    cols = sorted({c.steps for c in cells})
+    by = {(c.scheduler, c.steps): c for c in cells}
+    ordered = [by[r, s] for r in rows for s in cols]
+    return labelled_grid([c.image for c in ordered], rows, [f"{s} steps" for s in cols],
+                         [f"{c.seconds:.2f} s · reads {c.classified}" for c in ordered])
+
+
+def sweep_image(cells, seed: int):
+    """The guidance sweep: rows = guidance values, columns = seeds."""
+    values = list(dict.fromkeys(c.guidance for c in cells))
+    n = len(cells) // len(values)
+    return labelled_grid([c.image for c in cells], [f"guidance {g:g}" for g in values],
+                         [f"seed {seed + i}" for i in range(n)], [f"reads {c.classified}" for c in cells])
