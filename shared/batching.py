@@ -188,7 +188,8 @@ class Rows:
       forward it continues (local indices) and the token it feeds;
     - `advance(logits, hidden, batch)`: its slice of the last forward's logits (rows x vocab, float),
       the matching last hidden states or None, and how many rows that forward ran in all;
-    - `outs`: what it produced (Generation-like records), read by the caller."""
+    - `outs`: what it produced (Generation-like records), read by the caller;
+    - `start` (optional): set by the engine to time.perf_counter() when the ticket is admitted."""
 
     wants_hidden = False
 
@@ -300,8 +301,11 @@ class Ticket:
 
     _ids = itertools.count(1)
 
-    def __init__(self, engine: "Engine", prompt_ids: list[int], steppers: list, should_stop=None, label: str = ""):
+    def __init__(self, engine: "Engine", prompt_ids: list[int], steppers: list, should_stop=None, label: str = "",
+                 snapshot: Callable[[], Any] | None = None):
         self.id = next(self._ids)
+        self.snapshot = snapshot
+        self._frames: deque = deque()
         self.engine = engine
         self.prompt_ids = list(prompt_ids)
         self.steppers = list(steppers)
@@ -355,6 +359,38 @@ class Ticket:
     def finished_ok(self) -> bool:
         return self.state == DONE
 
+    def frames(self, on_wait: Callable[[int], None] | None = None, timeout: float | None = None):
+        """Yields what `snapshot()` returned after each step this ticket took part in (its prefill
+        first), every one in order, until it finishes; `on_wait(position)` is called about every
+        0.5 s while it waits for room in the batch; raises on an engine error."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cond = self.engine._cond
+        while True:
+            waiting_at = 0
+            with cond:
+                while not self._frames and self.state not in FINISHED:
+                    if on_wait is not None and self.state == WAITING:
+                        waiting_at = self.engine.position(self)
+                        break
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"generation did not finish within {timeout:.0f} s")
+                    cond.wait(min(left, 1.0) if left is not None else 1.0)
+                batch = list(self._frames)
+                self._frames.clear()
+                state = self.state
+            if waiting_at:
+                on_wait(waiting_at)
+                with cond:
+                    if self.state == WAITING and not self._frames:
+                        cond.wait(0.5)
+                continue
+            yield from batch
+            if not batch and state in FINISHED:
+                if state == ERROR:
+                    raise RuntimeError(self.error)
+                return
+
     def updates(self, timeout: float | None = None):
         """Yields the step count each time this ticket's rows advanced (steps may be merged when the
         reader is slower than the engine), until it finishes; raises on an engine error."""
@@ -400,10 +436,13 @@ class Engine:
 
     # --- asked by anyone
     def submit(self, prompt_ids: list[int], steppers: list, should_stop: Callable[[], bool] | None = None,
-               label: str = "") -> Ticket:
+               label: str = "", snapshot: Callable[[], Any] | None = None) -> Ticket:
+        """Queue `steppers` (all continuing `prompt_ids`); `should_stop()` is asked at every token
+        boundary; `snapshot()`, called in the engine's thread after each step of this ticket, feeds
+        ticket.frames() (a consistent copy per step for a reader that must not miss one)."""
         if not prompt_ids:
             raise ValueError("an empty prompt cannot be prefilled")
-        ticket = Ticket(self, prompt_ids, steppers, should_stop, label)
+        ticket = Ticket(self, prompt_ids, steppers, should_stop, label, snapshot)
         with self._cond:
             if len(self._waiting) >= self.max_waiting:
                 raise BatchFull(f"{len(self._waiting)} requests are already waiting for this model; "
@@ -526,6 +565,9 @@ class Engine:
                     self._cache = self._mask = None
                     self._where.clear()
                 ticket.state, ticket.started = RUNNING, time.perf_counter()
+                for st in ticket.steppers:  # a stepper's clock starts when it runs, not while it waits
+                    if hasattr(st, "start"):
+                        st.start = ticket.started
                 self._running.append(ticket)
             try:
                 self._prefill(model, ticket)
@@ -551,9 +593,12 @@ class Engine:
             for o in st.outs:
                 o.batch_size = max(getattr(o, "batch_size", 1), 1)
             st.advance(logits.expand(st.width, -1), None if hidden is None else hidden.expand(st.width, -1, -1), 1)
+        frame = ticket.snapshot() if ticket.snapshot is not None else None
         with self._cond:
             ticket.steps += 1
             ticket.batch_rows = 1
+            if ticket.snapshot is not None:
+                ticket._frames.append(frame)
             if not any(st.live for st in ticket.steppers):
                 self._finish(ticket, DONE)
                 self._cond.notify_all()
@@ -638,6 +683,7 @@ class Engine:
             st.advance(logits[offset:offset + m], None if hidden is None else hidden[offset:offset + m], n)
             self._where[t.id, i] = list(range(offset, offset + m))
             offset += m
+        frames = {t.id: t.snapshot() for t in running if t.snapshot is not None and t.state not in FINISHED}
         with self._cond:
             self.forwards += 1
             self.last_batch = n
@@ -647,6 +693,8 @@ class Engine:
                     continue
                 t.steps += 1
                 t.batch_rows = n
+                if t.id in frames:
+                    t._frames.append(frames[t.id])
                 if not any(st.live for st in t.steppers):
                     self._finish(t, DONE)
             self._cond.notify_all()

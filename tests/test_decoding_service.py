@@ -65,8 +65,8 @@ def test_stopping_a_generation_keeps_what_it_produced(tiny_loaded, monkeypatch):
     third, go_on = threading.Event(), threading.Event()
     real = svc.stream
 
-    def slow(run):
-        for i, outputs in enumerate(real(run)):
+    def slow(run, **kwargs):
+        for i, outputs in enumerate(real(run, **kwargs)):
             yield outputs
             if i == 2:
                 third.set()
@@ -93,9 +93,9 @@ def test_generations_queue_with_their_position(tiny_loaded, monkeypatch):
     release = threading.Event()
     real = svc.stream
 
-    def held(run):
+    def held(run, **kwargs):
         release.wait(30)
-        yield from real(run)
+        yield from real(run, **kwargs)
 
     monkeypatch.setattr(svc, "stream", held)
     checked = svc.check("Hi", ["greedy"], 2, 0)

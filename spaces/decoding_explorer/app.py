@@ -253,6 +253,8 @@ def build_run(settings: dict) -> None:
                     elif info["state"] == jobs.QUEUED:
                         html = views.waiting_html(f"Other generations are running: yours is number {info['position']} "
                                                   "in line and starts by itself.")
+                    elif live is not None and live.position:  # the shared batch is full: its place in line
+                        html = views.waiting_html(svc.waiting_text(live.position).capitalize() + ".")
                     else:
                         html = views.waiting_html("Loading the model and reading the prompt…")
                     yield {cards: views.STYLE + html}
@@ -322,7 +324,7 @@ def build_demo() -> gr.Blocks:
         settings = build_settings()
         build_model_line(demo, settings["model"])
         build_run(settings)
-        gr.api(compare_api, api_name="compare", concurrency_limit=2)
+        gr.api(compare_api, api_name="compare", concurrency_limit=ds.RUN_SLOTS)  # runs share forward passes
     return demo
 
 

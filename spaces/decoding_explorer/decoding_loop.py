@@ -1,12 +1,14 @@
 """The explorer's own decoding loop: every strategy, with the probability and the top
 alternatives of each generated token recorded as it goes.
 
-Every strategy of a run shares ONE forward pass per step. All rows continue the same prompt and
-every strategy adds exactly one token per step, so all rows of the KV cache always have the same
-length (no padding, no attention mask). The prompt is prefilled once (batch 1); then at each step
-each live strategy (a "stepper") says which rows of the previous step's output its rows continue
-from and which token each row feeds; the shared cache is reordered once with the concatenated
-index, one forward runs over all rows, and each stepper gets its slice of the logits:
+Every strategy of a run, and every run of every user of this process, shares ONE forward pass per
+step: a run's strategies are "steppers" handed to the model's continuous-batching engine
+(shared.batching). The prompt is prefilled once (batch 1) when the run joins the batch at a token
+boundary; its cache row is merged into the running batch (left padding, attention mask, position
+ids: other users' rows do not change what it computes beyond float rounding); then at each step
+each live stepper says which rows of the previous step's output its rows continue from and which
+token each row feeds; the shared cache is reordered once with the concatenated index, one forward
+runs over all rows of all runs, and each stepper gets its slice of the logits:
 
 - greedy and sampling strategies (`BatchRows`): one row each, with its own logits processors and
   its own torch.Generator seeded with the run's seed, so each row draws exactly what
@@ -22,14 +24,17 @@ index, one forward runs over all rows, and each stepper gets its slice of the lo
   last hidden states).
 
 A strategy that finishes drops its rows. Per step only a handful of numbers leave the device.
+A run waits in line (its place is reported) while the batch is full (shared.batching.MAX_ROWS).
 torch is imported inside the functions so importing this module is cheap."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
 from decoding_strategies import (MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, PIPELINE_TOKENS, TOP_ALTERNATIVES, Strategy,
                                  processors)
+from shared import batching
 from shared.errors import UserError
 
 STOPPED = "Stop button"  # the stop reason of a run the user stopped ("stopped by" column)
@@ -132,6 +137,8 @@ class BatchRows:
     own torch.Generator seeded with the run's seed, so each row draws exactly what
     `torch.manual_seed(seed); model.generate(do_sample=True, ...)` draws for that strategy alone."""
 
+    wants_hidden = False
+
     def __init__(self, prompt_ids: list[int], strategies: list[Strategy], max_new_tokens: int, seed: int,
                  eos: list[int], device, start: float):
         import torch
@@ -147,7 +154,8 @@ class BatchRows:
         self.fed = list(range(n))  # the strategy row behind each row of the slice advance() gets
         self.tokens = None  # the tokens picked by the last advance(), one per row of its slice
         self.max_new_tokens, self.device, self.start = max_new_tokens, device, start
-        self.width, self.live = n, True
+        self.width = self.max_rows = n
+        self.live = True
 
     def rows(self):
         src = [j for j, i in enumerate(self.fed) if self.alive[i]]
@@ -215,6 +223,8 @@ class BeamStepper:
     early_stopping=False): `num_beams` rows. Its Output holds the current best running beam while
     it runs; at the end, the best finished beam with its probabilities (one teacher-forced pass)."""
 
+    wants_hidden = False
+
     def __init__(self, model, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, eos: list[int],
                  pad_token_id: int | None, start: float):
         import torch
@@ -245,7 +255,8 @@ class BeamStepper:
         self.beam_idx_all = self.running_idx.clone()
         self.cur_len = prompt_len
         self.source = None  # the beam each running beam continues (generate's cache.reorder_cache index)
-        self.width, self.live = nb, True
+        self.width = self.max_rows = nb
+        self.live = True
 
     def rows(self):
         return self.source.tolist(), self.running[0, :, self.cur_len - 1]
@@ -323,6 +334,8 @@ class ContrastiveStepper:
     and those of the context; the best one is kept with its cache row. Its token of step t is
     therefore known only after the forward pass that feeds the candidates of step t."""
 
+    wants_hidden = True
+
     def __init__(self, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, eos: list[int], device,
                  start: float):
         import torch
@@ -336,7 +349,8 @@ class ContrastiveStepper:
         self.context = None  # normalised last hidden states of the text so far
         self.best = 0  # row of the kept candidate in the slice advance() got
         self.max_new_tokens, self.eos, self.start = max_new_tokens, eos, start
-        self.width, self.live = 1, True
+        self.width, self.max_rows = 1, self.k
+        self.live = True
 
     def rows(self):
         return [self.best] * self.k, self.cand_i.view(self.k)
@@ -409,16 +423,20 @@ def score_tokens(model, out: Output) -> Output:
 # ---------------------------------------------------------------- all strategies of one run
 
 def iter_compare(model, tokenizer, prompt_ids: list[int], strategies: list[Strategy], max_new_tokens: int,
-                 seed: int):
+                 seed: int, should_stop=None, on_wait=None):
     """Run every strategy; yields the list of Outputs (in the order of `strategies`) after each step.
 
-    Every strategy shares ONE forward pass per step: the prompt is prefilled once (batch 1); then
-    each live stepper says which rows of the previous output its rows continue from and which
-    token each feeds; the shared KV cache is reordered once with the concatenated index (rows may
-    repeat: beams that split, contrastive candidates), one forward runs over all rows, and each
-    stepper gets its slice of the logits (and last hidden states when contrastive search runs)."""
-    import torch
+    The strategies become steppers in the model's shared batch (shared.batching): the prompt is
+    prefilled once (batch 1) when the run joins; then each live stepper says which rows of the
+    previous output its rows continue from and which token each feeds; the engine reorders the
+    shared KV cache once with the concatenated index of every run in the batch (rows may repeat:
+    beams that split, contrastive candidates), one forward runs over all rows, and each stepper
+    gets its slice of the logits (and last hidden states when contrastive search runs).
 
+    Each yield is a consistent copy of that step's Outputs (none is skipped, whatever the reader's
+    pace). `should_stop()` (a job's stop request) ends the run at the next token boundary; closing
+    the generator does too. `on_wait(position)` hears the run's place in line while the batch is
+    full (1 = next)."""
     eos = eos_ids(model, tokenizer)
     pad = getattr(model.generation_config, "pad_token_id", None)
     device = model.device
@@ -441,47 +459,23 @@ def iter_compare(model, tokenizer, prompt_ids: list[int], strategies: list[Strat
         slots[i] = (stepper, 0)
 
     def snapshot():
-        return [stepper.outs[j] for stepper, j in slots]
+        return [copy_output(stepper.outs[j]) for stepper, j in slots]
 
-    def wants_hidden(live):
-        return any(isinstance(st, ContrastiveStepper) for st in live)
+    ticket = batching.engine_for(model).submit(prompt_ids, steppers, should_stop=should_stop, snapshot=snapshot,
+                                               label="decoding explorer")
+    try:
+        yield from ticket.frames(on_wait=on_wait)
+    finally:
+        if ticket.state not in batching.FINISHED:  # the reader went away: the run leaves the batch
+            ticket.cancel()
+            ticket.wait(60)
 
-    with torch.inference_mode():
-        hidden_on = wants_hidden(steppers)
-        out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, logits_to_keep=1,
-                    output_hidden_states=hidden_on)
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :].float()
-        hidden = out.hidden_states[-1] if hidden_on else None
-        for st in steppers:  # the prefill's one row stands for each stepper's `width` rows
-            st.advance(logits.expand(st.width, -1), None if hidden is None else hidden.expand(st.width, -1, -1), 1)
-            st.at = [0] * st.width  # cache row of each row of the stepper's slice
-        cache_rows = 1
-        yield snapshot()
-        while True:
-            live = [st for st in steppers if st.live]
-            if not live:
-                break
-            index, feed, sizes = [], [], []
-            for st in live:
-                src, tokens = st.rows()
-                index += [st.at[r] for r in src]
-                feed.append(tokens.reshape(-1))
-                sizes.append(len(src))
-            if index != list(range(cache_rows)):
-                cache.reorder_cache(torch.tensor(index, dtype=torch.long, device=device))
-            cache_rows = len(index)
-            hidden_on = wants_hidden(live)
-            out = model(input_ids=torch.cat(feed)[:, None], past_key_values=cache, use_cache=True, logits_to_keep=1,
-                        output_hidden_states=hidden_on)
-            logits = out.logits[:, -1, :].float()
-            hidden = out.hidden_states[-1] if hidden_on else None
-            offset = 0
-            for st, n in zip(live, sizes):
-                st.advance(logits[offset:offset + n], None if hidden is None else hidden[offset:offset + n], cache_rows)
-                st.at = list(range(offset, offset + n))
-                offset += n
-            yield snapshot()
+
+def copy_output(out: Output) -> Output:
+    """A copy of `out` whose lists the engine no longer appends to."""
+    return dataclasses.replace(out, prompt_ids=list(out.prompt_ids), ids=list(out.ids), probs=list(out.probs),
+                               picked_probs=list(out.picked_probs), top_ids=list(out.top_ids),
+                               top_probs=list(out.top_probs))
 
 
 def finish_stopped(model, outputs: list[Output]) -> list[Output]:

@@ -49,6 +49,7 @@ class Live:
     run: Run | None = None
     outputs: list = field(default_factory=list)
     steps: int = 0
+    position: int = 0  # > 0 while the shared batch is full and the run waits: its place in line (1 = next)
 
 
 def load(requested: str | None = None):
@@ -142,10 +143,17 @@ def load_and_encode(c: Checked) -> Run:
     return Run(loaded, prompt_ids, c.strategies, max_new_tokens, c.seed, notes + more)
 
 
-def stream(run: Run):
-    """Yields the list of decoding_loop.Output after every step."""
+def stream(run: Run, should_stop=None, on_wait=None):
+    """Yields the list of decoding_loop.Output after every step (the run shares each forward pass
+    with every other run of this process; see decoding_loop.iter_compare)."""
     yield from decoding_loop.iter_compare(run.loaded.model, run.loaded.tokenizer, run.prompt_ids, run.strategies,
-                                          run.max_new_tokens, run.seed)
+                                          run.max_new_tokens, run.seed, should_stop=should_stop, on_wait=on_wait)
+
+
+def waiting_text(position: int) -> str:
+    ahead = position - 1
+    return (f"waiting: {ahead} ahead" if ahead else "waiting: next") + \
+        " (the shared batch is full with other runs; yours joins at the next token boundary with room)"
 
 
 def start(checked: Checked, owner: str = "") -> jobs.Job:
@@ -169,8 +177,13 @@ def generate(job, live: Live) -> None:
     """Run every strategy of `live.run`, publishing each step in `live`; on a stop request,
     finish with what was produced (marked stopped, scored)."""
     run = live.run
-    for outputs in stream(run):
-        live.outputs, live.steps = outputs, live.steps + 1
+
+    def waiting(position):
+        live.position = position
+        job.report(0.0, waiting_text(position))
+
+    for outputs in stream(run, on_wait=waiting):  # breaking out closes the stream: the run leaves the batch
+        live.outputs, live.steps, live.position = outputs, live.steps + 1, 0
         job.report(live.steps / max(run.max_new_tokens, 1), f"step {live.steps}/{run.max_new_tokens}")
         if job.should_stop():
             decoding_loop.finish_stopped(run.loaded.model, outputs)

@@ -17,7 +17,8 @@ TOP_ALTERNATIVES = 5  # alternatives recorded per generated token
 PIPELINE_TOKENS = 12  # tokens shown in the logits pipeline of one step
 DEFAULT_NEW_TOKENS = 64
 EXAMPLE_PROMPT = "Write a short story about a robot who learns to paint."
-RUN_SLOTS = 2  # generations running at once in one process; more wait in line with their position
+RUN_SLOTS = 16  # generations running at once in one process (they share one forward pass per step through
+# shared.batching, which also bounds the rows of one forward); more wait in line with their position
 STREAM_EVERY_S = 0.25  # how often the UI redraws the cards of a running generation
 DEFAULT_PRESET = "Default (the classics)"
 CUSTOM = "Custom"  # what the Preset box shows when the settings match no preset
