@@ -291,8 +291,8 @@ def build_demo() -> gr.Blocks:
             out = show_data(*values)
             return {summary: out["summary"], hist: out["hist"], preview: out["preview"]}
 
-        gr.on([dataset.change, upload.change, model.change, knobs["max_length"].release, knobs["seed"].change,
-               knobs["eval_fraction"].release, knobs["completion_only_loss"].change],
+        gr.on([dataset.change, upload.change, model.change, knobs["max_length"].change, knobs["seed"].change,
+               knobs["eval_fraction"].change, knobs["completion_only_loss"].change],
               on_data, data_inputs, [summary, hist, preview], trigger_mode="always_last", show_progress="hidden",
               api_visibility="private")
 
@@ -312,8 +312,7 @@ def build_demo() -> gr.Blocks:
 
         cost_inputs = [dataset, upload, state, *config_inputs]
         gr.on([dataset.change, upload.change, model.change, targets.change, custom.submit, qlora.change,
-               *[k.change for k in knob_list if not isinstance(k, gr.Slider)],
-               *[k.release for k in knob_list if isinstance(k, gr.Slider)]],
+               *[k.change for k in knob_list]],
               on_estimate, cost_inputs, [cost, state], trigger_mode="always_last", show_progress="hidden",
               api_visibility="private")
 

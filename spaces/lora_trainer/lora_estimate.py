@@ -63,7 +63,13 @@ def estimate(cfg: lc.TrainConfig, seq_len: int | None = None, device: str | None
     vocab = getattr(getattr(config, "text_config", None) or config, "vocab_size", 0)
     logits = cfg.batch_size * seq * vocab * 4  # logits are upcast to fp32 for the loss
     workspace = WORKSPACE_LOGITS * logits
-    runtime = memory.process_rss() if runtime_bytes is None else runtime_bytes
+    if runtime_bytes is None:
+        import lora_train
+
+        lora_train.import_training_stack()  # a run imports trl, peft and datasets before it starts
+        runtime = memory.process_rss()
+    else:
+        runtime = runtime_bytes
     if cfg.qlora:
         linear = sum(i * o for _, i, o in layers)
         weights = sum(memory.nf4_bytes(i * o) for _, i, o in layers) + (total - linear) * width

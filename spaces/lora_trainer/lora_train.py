@@ -266,6 +266,7 @@ def run(job: jobs.Job, p: Prepared) -> dict:
     result = {"run_id": run_id, "status": "error", "steps": 0, "train_loss": [], "eval_loss_before": None,
               "eval_loss_after": None}
     try:
+        import_training_stack()  # its memory belongs to the runtime, not to this run
         with memory.track_peak_rss() as peak:
             runtime = peak.start
             est = lora_estimate.estimate(p.cfg, seq_len=p.longest, runtime_bytes=runtime)
@@ -323,6 +324,12 @@ def run(job: jobs.Job, p: Prepared) -> dict:
         import shutil
 
         shutil.rmtree(folder / "work", ignore_errors=True)
+
+
+def import_training_stack() -> None:
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import trl  # noqa: F401
 
 
 def _finite(x) -> float | None:
