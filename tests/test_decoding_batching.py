@@ -1,9 +1,12 @@
 """The decoding explorer on the shared batch (shared.batching): runs of different users that are in
 the batch together (joining mid-generation, with other prompts and strategies, beam search and
 contrastive search included) give exactly what each gives alone; a run that finds the batch full
-shows its place in line and then runs. Tiny GPT-2."""
+shows its place in line and then runs; the same comparison on an OpenAI-compatible server
+(/compare_endpoint) through a loopback stand-in. Tiny GPT-2."""
+import json
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,56 @@ def test_closing_the_stream_takes_the_run_out_of_the_batch(tiny):
             break
         threading.Event().wait(0.05)
     assert engine.stats()["running"] == 0
+
+
+# ---------------------------------------------------------------- the same comparison on a serving engine
+
+class Server(BaseHTTPRequestHandler):
+    """A loopback stand-in for vLLM: /v1/completions with log-probabilities, /v1/chat/completions without."""
+    bodies: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Server.bodies.append((self.path, body))
+        if self.path == "/v1/completions":
+            answer = {"choices": [{"text": " a cat", "finish_reason": "length", "logprobs": {
+                "tokens": [" a", " cat"], "token_logprobs": [-0.5, -1.5],
+                "top_logprobs": [{" a": -0.5, " the": -1.0}, {" cat": -1.5, " dog": -1.6}]}}]}
+        else:
+            answer = {"choices": [{"message": {"content": "A cat."}, "finish_reason": "stop"}]}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def vllm_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_compare_on_an_endpoint_with_and_without_logprobs(vllm_url):
+    r = svc.compare_endpoint_json(vllm_url, "Once", ["greedy", "beam", "top_p"], 2, 7, chat_template=False,
+                                  params={"top_p": {"top_p": 0.8}}, model="served")
+    assert [x["strategy"] for x in r["results"]] == ["greedy", "top_p"]
+    assert any("Beam search is not in the OpenAI protocol" in n for n in r["notes"])
+    greedy, top_p = r["results"]
+    assert greedy["text"] == " a cat" and [t["token"] for t in greedy["tokens"]] == [" a", " cat"]
+    assert greedy["tokens"][1]["prob"] == pytest.approx(0.22313, rel=1e-4)
+    assert greedy["tokens"][1]["top"][1][0] == " dog" and "pipeline" in " ".join(greedy["views_missing"])
+    bodies = [b for p, b in Server.bodies[-2:]]
+    assert bodies[0]["temperature"] == 0.0 and bodies[0]["model"] == "served" and bodies[0]["prompt"] == "Once"
+    assert bodies[1]["top_p"] == 0.8 and bodies[1]["seed"] == 7 and bodies[1]["logprobs"] == 5
+    chat = svc.compare_endpoint_json(vllm_url, "Once", ["greedy"], 2, 0)
+    assert Server.bodies[-1][0] == "/v1/chat/completions" and chat["results"][0]["text"] == "A cat."
+    assert chat["results"][0]["tokens"] == [] and "probability" in chat["results"][0]["views_missing"][0]
+    assert "error" in svc.compare_endpoint_json(vllm_url, "Once", ["beam", "contrastive"], 2, 0)
+    assert "did not answer" in svc.compare_endpoint_json("http://127.0.0.1:9/v1", "Once", ["greedy"], 2, 0)["error"]

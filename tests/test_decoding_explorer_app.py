@@ -132,9 +132,21 @@ def test_concurrent_requests_and_server_keeps_serving(client):
 
 def test_compare_is_the_one_public_endpoint(client):
     """The Generate button runs a shared.jobs job that the page follows (see test_decoding_service and
-    the browser test); scripts use /compare."""
+    the browser test); scripts use /compare (and /compare_endpoint for a serving engine)."""
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/compare"}
+    assert set(api["named_endpoints"]) == {"/compare", "/compare_endpoint"}
+
+
+def test_compare_endpoint_answers_bad_input_with_a_message(client):
+    """The serving-engine route (tested against a stand-in server in test_decoding_batching)."""
+    down = client.predict("http://127.0.0.1:9/v1", "Hi", ["greedy"], 4, 0, True, "", "", "",
+                          api_name="/compare_endpoint")
+    assert "did not answer" in down["error"]
+    bad = client.predict("ftp://x", "Hi", ["greedy"], 4, 0, True, "", "", "", api_name="/compare_endpoint")
+    assert "http://" in bad["error"]
+    empty = client.predict("http://127.0.0.1:9/v1", " ", ["greedy"], 4, 0, True, "", "", "",
+                           api_name="/compare_endpoint")
+    assert "empty" in empty["error"]
 
 
 def test_app_import_is_light():

@@ -30,6 +30,17 @@ def compare_api(prompt: str, strategies: list[str], max_new_tokens: int = 64, se
     return svc.compare_json(prompt, strategies, max_new_tokens, seed, chat_template, params, model or None)
 
 
+def compare_endpoint_api(url: str, prompt: str, strategies: list[str], max_new_tokens: int = 64, seed: int = 0,
+                         chat_template: bool = True, params: str = "", model: str = "", api_key: str = "") -> dict:
+    """The same comparison on an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama) at `url`:
+    greedy and sampling strategies only, each token's probability and alternatives where the server
+    returns log-probabilities, and `views_missing` for what it does not give."""
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    return svc.compare_endpoint_json(url, prompt, strategies, max_new_tokens, seed, chat_template, params, model,
+                                     api_key)
+
+
 # ---------------------------------------------------------------- settings: prompt, model, strategies
 
 def build_settings() -> dict:
@@ -325,6 +336,7 @@ def build_demo() -> gr.Blocks:
         build_model_line(demo, settings["model"])
         build_run(settings)
         gr.api(compare_api, api_name="compare", concurrency_limit=ds.RUN_SLOTS)  # runs share forward passes
+        gr.api(compare_endpoint_api, api_name="compare_endpoint", concurrency_limit=ds.RUN_SLOTS)
     return demo
 
 

@@ -225,3 +225,53 @@ def branch(model_name, output, step: int, token_id: int, max_new_tokens: int, se
     loaded = load(model_name)
     return decoding_loop.continue_from(loaded.model, loaded.tokenizer, output, step, int(token_id), max_new_tokens,
                                        seed)
+
+
+# ---------------------------------------------------------------- the same comparison on a serving engine
+
+def endpoint_sampling(strategy, seed: int):
+    """(shared.batching.Sampling, None) for a strategy an OpenAI-compatible server can run, or
+    (None, why not)."""
+    from shared import batching
+
+    s = strategy
+    if s.mode in ("beam", "contrastive"):
+        return None, f"{s.label} is not in the OpenAI protocol"
+    if s.typical_p < 1.0 or s.no_repeat_ngram_size:
+        return None, f"{s.label}: typical sampling and no-repeat n-gram are not in the OpenAI protocol"
+    return batching.Sampling(do_sample=s.do_sample, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                             min_p=s.min_p, repetition_penalty=s.repetition_penalty, seed=seed), ""
+
+
+@api("Generation through the endpoint")
+def compare_endpoint_json(url, prompt, strategies, max_new_tokens=ds.DEFAULT_NEW_TOKENS, seed=0, chat_template=True,
+                          params=None, model="", api_key="") -> dict:
+    """The /compare_endpoint endpoint: the strategies an OpenAI-compatible server (vLLM, TGI,
+    llama.cpp, Ollama) can run, one request each, with each token's probability and alternatives
+    where the server returns log-probabilities; `views_missing` says what it did not give."""
+    from shared import batching
+
+    c = check(prompt, strategies, max_new_tokens, seed, chat_template, None, params)
+    notes, results = list(c.notes), []
+    for s in c.strategies:
+        sampling, why = endpoint_sampling(s, c.seed)
+        if sampling is None:
+            notes.append(f"{why}; skipped (run it on the local model).")
+            continue
+        if c.chat_template:
+            gen = batching.endpoint_generate(url, messages=[{"role": "user", "content": c.prompt}], model=model or "",
+                                             sampling=sampling, max_new_tokens=c.max_new_tokens, api_key=api_key or "")
+        else:
+            gen = batching.endpoint_generate(url, prompt=c.prompt, model=model or "", sampling=sampling,
+                                             max_new_tokens=c.max_new_tokens, api_key=api_key or "")
+        tokens = [{"token": t, "prob": round(gen.probs[i], 6) if i < len(gen.probs) else None,
+                   "top": [[a, round(p, 6)] for a, p in zip(gen.top_ids[i], gen.top_probs[i])]
+                   if i < len(gen.top_ids) else []} for i, t in enumerate(gen.tokens)]
+        results.append({"strategy": s.name, "label": s.label, "params": s.params(), "text": gen.text,
+                        "seconds": round(gen.seconds, 3), "stop": gen.stop_reason, "tokens": tokens,
+                        "views_missing": gen.views_missing})
+    if not results:
+        raise PromptError(" ".join(notes + ["None of these strategies can run on an OpenAI-compatible endpoint; "
+                                            "pick greedy or a sampling strategy."]))
+    return {"endpoint": url, "model": model or "", "seed": c.seed, "max_new_tokens": c.max_new_tokens,
+            "notes": notes, "results": results}
