@@ -168,6 +168,9 @@ def main(argv=None):
         dm.save_unet(ema, folder)
         (folder / dm.REPORT_FILE).write_text(json.dumps(report, indent=1))
         (folder / "SOURCE.md").write_text(SOURCE)
+    args.out.chmod(0o755)  # the staging folder was private; the asset is for everyone
+    for path in args.out.iterdir():
+        path.chmod(0o644)
     print("evaluating the EMA weights ...", flush=True)
     report["evaluation"] = evaluate(ema, args.eval_per_class)
     atomic_write(args.out / dm.REPORT_FILE, json.dumps(report, indent=1))

@@ -156,7 +156,7 @@ def build_generate_tab():
     s = settings_row(n=True)
     go, stop, job_id = run_buttons("Generate")
     status = gr.Markdown(logic.model_status())
-    images = gallery("Generated images (click one to enlarge; download as PNG)", columns=8)
+    images = gallery("Generated images (click one to enlarge; download as PNG)", columns=8, height=260)
     latents = gallery("Latent view: the VAE's decoding of the predicted x_0 along the way (image 1)", columns=4,
                       visible=False)
 

@@ -240,6 +240,15 @@ class Generation:
         return [self.seed + i for i in range(len(self.images))]
 
 
+def _hub_model(model) -> str | None:
+    """The Hub model or folder asked for, or None for the embedded digits UNet."""
+    if model is None or model == "":
+        return None
+    if not isinstance(model, str):
+        raise BadSetting("The model must be a name or a Hub id like 'stabilityai/sd-turbo'.")
+    return None if model.strip() in ("", EMBEDDED_NAME) else model.strip()
+
+
 def _guidance_note(parsed: Parsed, guidance: float) -> str:
     if parsed.unconditional:
         return "Unconditional: the null class alone, so guidance has no effect."
@@ -255,10 +264,10 @@ def generate(prompt: str = "", scheduler: str = "", steps=DEFAULT_STEPS, guidanc
              seed=DEFAULT_SEED, n=DEFAULT_N, *, model: str = "", device: str | None = None,
              on_step: Callable[[int, int], None] | None = None) -> Generation:
     """n images for the prompt; image i uses seed + i, so the same settings give the same images."""
-    if model and model.strip() and model.strip() != EMBEDDED_NAME:
+    if _hub_model(model):
         import diffusion_hub
 
-        return diffusion_hub.generate(model, prompt, scheduler, steps, guidance, seed, n, on_step=on_step)
+        return diffusion_hub.generate(_hub_model(model), prompt, scheduler, steps, guidance, seed, n, on_step=on_step)
     scheduler = check_scheduler(scheduler)
     steps, guidance, seed, n = check_steps(steps), check_guidance(guidance), check_seed(seed), check_n(n)
     check_work(n, steps)
@@ -295,10 +304,10 @@ def filmstrip(prompt: str = "", scheduler: str = "", steps=DEFAULT_STEPS, seed=D
               guidance=DEFAULT_GUIDANCE, *, model: str = "", device: str | None = None,
               on_step=None) -> Filmstrip:
     """One image, with x_t and the predicted x_0 kept at the 1-based steps `at_steps` (default: 8 spread out)."""
-    if model and model.strip() and model.strip() != EMBEDDED_NAME:
+    if _hub_model(model):
         import diffusion_hub
 
-        return diffusion_hub.filmstrip(model, prompt, scheduler, steps, seed, at_steps, guidance, on_step=on_step)
+        return diffusion_hub.filmstrip(_hub_model(model), prompt, scheduler, steps, seed, at_steps, guidance, on_step=on_step)
     scheduler = check_scheduler(scheduler)
     steps, guidance, seed = check_steps(steps), check_guidance(guidance), check_seed(seed)
     wanted = check_frames(at_steps, steps)
