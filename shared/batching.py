@@ -44,7 +44,10 @@ Threads and the GIL: the engine runs in one daemon thread per model that sleeps 
 when there is no work (it never spins) and drops its reference to the model when idle, so the
 bounded model cache can still unload it. Callers block on a condition too (`ticket.wait()`,
 `ticket.updates()`), which releases the GIL, and torch releases it inside every kernel, so a
-gradio server on the same process keeps answering while the engine generates.
+gradio server on the same process keeps answering while the engine generates. On ZeroGPU (where
+the GPU exists only inside a `spaces.GPU` call) the engine has no thread: `inline` mode, in which
+whoever waits for a ticket runs the engine's steps in its own thread, so callers wrap their wait in
+shared.device.gpu as usual (they still share the batch with the tickets present in that process).
 
 When a room outgrows one machine
 --------------------------------
@@ -353,43 +356,52 @@ class Ticket:
         return False
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
+        if not self.engine.inline:
+            return self._done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set() and (deadline is None or time.monotonic() < deadline):
+            self._idle(lambda: self._done.is_set(), 0.05)
+        return self._done.is_set()
 
     @property
     def finished_ok(self) -> bool:
         return self.state == DONE
+
+    def _idle(self, ready: Callable[[], bool], seconds: float) -> None:
+        """Let the engine work: in inline mode run one of its steps in this thread; else sleep on the
+        condition until something changes (or `seconds` pass)."""
+        if self.engine._pump():
+            return
+        with self.engine._cond:
+            if not ready():
+                self.engine._cond.wait(seconds)
+
+    def _check(self, deadline, timeout) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"generation did not finish within {timeout:.0f} s")
 
     def frames(self, on_wait: Callable[[int], None] | None = None, timeout: float | None = None):
         """Yields what `snapshot()` returned after each step this ticket took part in (its prefill
         first), every one in order, until it finishes; `on_wait(position)` is called about every
         0.5 s while it waits for room in the batch; raises on an engine error."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        cond = self.engine._cond
         while True:
-            waiting_at = 0
-            with cond:
-                while not self._frames and self.state not in FINISHED:
-                    if on_wait is not None and self.state == WAITING:
-                        waiting_at = self.engine.position(self)
-                        break
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise TimeoutError(f"generation did not finish within {timeout:.0f} s")
-                    cond.wait(min(left, 1.0) if left is not None else 1.0)
+            with self.engine._cond:
                 batch = list(self._frames)
                 self._frames.clear()
                 state = self.state
-            if waiting_at:
-                on_wait(waiting_at)
-                with cond:
-                    if self.state == WAITING and not self._frames:
-                        cond.wait(0.5)
+                position = self.engine.position(self) if on_wait is not None and state == WAITING else 0
+            if batch:
+                yield from batch
                 continue
-            yield from batch
-            if not batch and state in FINISHED:
+            if state in FINISHED:
                 if state == ERROR:
                     raise RuntimeError(self.error)
                 return
+            if position:
+                on_wait(position)
+            self._check(deadline, timeout)
+            self._idle(lambda: bool(self._frames) or self.state in FINISHED, 0.5 if position else 1.0)
 
     def updates(self, timeout: float | None = None):
         """Yields the step count each time this ticket's rows advanced (steps may be merged when the
@@ -398,11 +410,6 @@ class Ticket:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self.engine._cond:
-                while self.steps == seen and self.state not in FINISHED:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise TimeoutError(f"generation did not finish within {timeout:.0f} s")
-                    self.engine._cond.wait(left if left is not None else 1.0)
                 steps, state = self.steps, self.state
             if steps != seen:
                 seen = steps
@@ -411,6 +418,8 @@ class Ticket:
                 if state == ERROR:
                     raise RuntimeError(self.error)
                 return
+            self._check(deadline, timeout)
+            self._idle(lambda: self.steps != seen or self.state in FINISHED, 1.0)
 
 
 # ---------------------------------------------------------------- the engine
@@ -419,8 +428,14 @@ class Engine:
     """Continuous batching for one model (see the module docstring). Thread-safe."""
 
     def __init__(self, model, max_rows: int = MAX_ROWS, max_waiting: int = MAX_WAITING,
-                 idle_exit_s: float = IDLE_EXIT_S):
+                 idle_exit_s: float = IDLE_EXIT_S, inline: bool | None = None):
+        from shared.device import on_zerogpu
+
         self._model = weakref.ref(model)
+        # inline: no thread of its own; whoever waits for a ticket runs the engine's steps in its own
+        # thread (on ZeroGPU the GPU exists only inside a spaces.GPU call, i.e. inside the caller)
+        self.inline = on_zerogpu() if inline is None else bool(inline)
+        self._drive = threading.Lock()
         self.max_rows, self.max_waiting, self.idle_exit_s = int(max_rows), int(max_waiting), float(idle_exit_s)
         self._cond = threading.Condition()
         self._waiting: deque[Ticket] = deque()
@@ -448,7 +463,7 @@ class Engine:
                 raise BatchFull(f"{len(self._waiting)} requests are already waiting for this model; "
                                 "try again in a minute.")
             self._waiting.append(ticket)
-            if self._thread is None or not self._thread.is_alive():
+            if not self.inline and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, daemon=True, name="batching-engine")
                 self._thread.start()
             self._cond.notify_all()
@@ -521,16 +536,45 @@ class Engine:
 
     def _serve(self, model) -> None:
         """Steps until nobody is left."""
-        while True:
-            self._drop_stopped()
-            self._admit(model)
-            with self._cond:
-                if not self._running:
-                    if not self._waiting:
-                        self._cache = self._mask = None
-                        return
-                    continue
-            self._step(model)
+        while self._tick(model):
+            pass
+
+    def _tick(self, model) -> bool:
+        """One token boundary and one step; False once nobody is left."""
+        self._drop_stopped()
+        self._admit(model)
+        with self._cond:
+            if not self._running:
+                if not self._waiting:
+                    self._cache = self._mask = None
+                    return False
+                return True
+        self._step(model)
+        return True
+
+    def _pump(self) -> bool:
+        """Inline mode: run one step in the calling thread (one caller at a time); True if it ran."""
+        if not self.inline or not self._drive.acquire(timeout=0.05):
+            return False
+        try:
+            import torch
+
+            model = self._model()
+            if model is None:
+                self._fail_all("the model was unloaded")
+                return True
+            try:
+                with torch.inference_mode():
+                    self._tick(model)
+            except Exception as exc:  # noqa: BLE001  as in the thread: fail the tickets, not the caller
+                import logging
+
+                logging.getLogger("genai_lab").exception("batching engine step failed")
+                self._fail_all(f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            del model
+            return True
+        finally:
+            self._drive.release()
 
     def _drop_stopped(self) -> None:
         with self._cond:

@@ -310,3 +310,20 @@ def test_endpoint_without_logprobs_says_what_is_missing(stub_url):
 def test_endpoint_failures_are_one_clear_line(stub_url, url, kwargs, match):
     with pytest.raises(UserError, match=match):
         B.endpoint_generate(url.format(stub=stub_url), timeout=5, **kwargs)
+
+
+def test_inline_mode_runs_the_batch_in_the_waiting_thread(tiny):
+    """ZeroGPU's mode: no engine thread; whoever waits drives every ticket present (still one batch)."""
+    model, _, prompts, alone = tiny
+    engine = B.Engine(model, inline=True)
+    tickets = [engine.submit(p, [B.Rows(p, [s], N, EOS)]) for p, s in zip(prompts, SETTINGS)]
+    assert engine._thread is None and all(t.state == B.WAITING for t in tickets)
+    assert tickets[0].wait(60)  # this thread ran the steps, for all three
+    for t in tickets:
+        assert t.wait(60) and t.state == B.DONE
+    for t, a in zip(tickets, alone):
+        same(t.outs[0], a)
+    assert engine.max_batch_seen == 3 and engine._thread is None
+    frames = list(engine.submit(prompts[1], [B.Rows(prompts[1], [SETTINGS[0]], 3, EOS)],
+                                snapshot=lambda: "step").frames())
+    assert frames == ["step"] * 3

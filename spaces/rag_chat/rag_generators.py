@@ -1,7 +1,6 @@
 """The models that write the answer: the embedded SmolLM2-135M (small, offline), a Hub model
 on a GPU, any OpenAI-compatible endpoint (vLLM, TGI, Ollama, ...) by URL, or no model at all
 (extractive: quotes the best sentences). All stream text pieces."""
-import threading
 from collections.abc import Callable, Iterator
 
 from shared.device import gpu
@@ -59,44 +58,30 @@ class LocalGenerator:
     def stream(self, messages, max_new_tokens: int = MAX_NEW_TOKENS,
                should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
         """The answer in pieces as the model writes them; `should_stop()` turning true (a job's stop
-        request) ends generation at the next token."""
+        request) ends generation at the next token.
+
+        The answer joins the model's shared batch (shared.batching): the answers of every user of
+        this process, and the decoding explorer's runs on the same model, share one forward pass per
+        token. Greedy with repetition penalty 1.1: token for token what model.generate gives alone."""
         transformers_ready()
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        from shared.jobs import stopping_criteria
-
         model, tok = self.loaded.model, self.loaded.tokenizer
-        prompt = self.prompt_text(messages)
-        inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
-        stops = StoppingCriteriaList([stopping_criteria(should_stop)] if should_stop else [])
-        kwargs = dict(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False, repetition_penalty=1.1,
-                      streamer=streamer, pad_token_id=tok.pad_token_id, stopping_criteria=stops)
-        errors = []
-
-        def run():
-            try:
-                generate(model, kwargs)
-            except Exception as exc:  # surfaced after the stream ends
-                errors.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        for piece in streamer:
-            yield piece
-        worker.join()
-        if errors:
-            raise GeneratorError(f"Generation failed: {type(errors[0]).__name__}: {errors[0]}")
+        ids = tok(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise GeneratorError("The prompt for the model is empty.")
+        try:
+            yield from answer_pieces(model, tok, ids, int(max_new_tokens), should_stop)
+        except RuntimeError as exc:  # the engine failed this request (e.g. a prompt longer than the model's context)
+            raise GeneratorError(f"Generation failed: {exc}") from exc
 
 
 @gpu(duration=120)
-def generate(model, kwargs: dict):
-    """model.generate on the model's device (a GPU on ZeroGPU hardware), without gradients."""
-    import torch
+def answer_pieces(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, should_stop=None) -> Iterator[str]:
+    """Text pieces of a greedy answer (repetition penalty 1.1) from the model's shared batch; on
+    ZeroGPU this is the GPU call inside which the engine runs (shared.batching's inline mode)."""
+    from shared import batching
 
-    with torch.inference_mode():
-        return model.generate(**kwargs)
+    yield from batching.stream_text(model, tokenizer, prompt_ids, batching.Sampling(repetition_penalty=1.1),
+                                    max_new_tokens, should_stop)
 
 
 def normalize_base_url(url: str) -> str:
