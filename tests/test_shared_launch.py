@@ -132,9 +132,10 @@ def test_launch_on_a_network_address_applies_the_public_server_policy(monkeypatc
         def launch(self, **kw):
             launched.update(kw)
 
-    monkeypatch.delenv(hubguard.PUBLIC_VAR, raising=False)
+    monkeypatch.setenv(hubguard.PUBLIC_VAR, "0")  # restored (unset) after the test, whatever launch() sets
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     launch.launch(FakeDemo(), argv=["--host", "127.0.0.1"])
     assert launched["server_name"] == "127.0.0.1" and not hubguard.public_server()
     launch.launch(FakeDemo(), argv=["--host", "0.0.0.0"])
     assert hubguard.public_server()
-    monkeypatch.delenv(hubguard.PUBLIC_VAR, raising=False)
