@@ -3,18 +3,18 @@ from shared.bootstrap import require
 
 require("gradio", "torch", "transformers", "trl", "peft", "datasets", "pandas", "pyarrow")
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-import dpo_data as data  # noqa: E402
-import dpo_service as svc  # noqa: E402
-import dpo_stats as stats  # noqa: E402
-import dpo_views as views  # noqa: E402
-from dpo_generate import SETTING_1, SETTING_2, Sampling  # noqa: E402
-from dpo_train import DEFAULTS, LIMITS  # noqa: E402
-from shared import jobs  # noqa: E402
-from shared.errors import api, ui_error  # noqa: E402
-from shared.launch import launch  # noqa: E402
-from shared.look import lab_header  # noqa: E402
+import dpo_data as data
+import dpo_service as svc
+import dpo_stats as stats
+import dpo_views as views
+from dpo_generate import SETTING_1, SETTING_2, Sampling
+from dpo_train import DEFAULTS, LIMITS
+from shared import jobs
+from shared.errors import api, ui_error
+from shared.launch import launch
+from shared.look import lab_header
 
 PLOTS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"]
 SESSION_TTL = 4 * 3600

@@ -3,17 +3,17 @@ from shared.bootstrap import require
 
 require("gradio", "torch", "transformers", "trl", "peft", "datasets", "pandas")
 
-import uuid  # noqa: E402
+import uuid
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-import lora_config as lc  # noqa: E402
-import lora_data  # noqa: E402
-import lora_views as views  # noqa: E402
-from shared import jobs  # noqa: E402
-from shared.errors import api, message, ui_error  # noqa: E402
-from shared.launch import launch  # noqa: E402
-from shared.look import lab_header  # noqa: E402
+import lora_config as lc
+import lora_data
+import lora_views as views
+from shared import jobs
+from shared.errors import api, message, ui_error
+from shared.launch import launch
+from shared.look import lab_header
 
 UPLOAD = "upload"
 DATASET_CHOICES = [(f"{s.name}: {s.description.split(':')[0]}", s.name) for s in lora_data.SHIPPED.values()] + \
