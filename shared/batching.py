@@ -30,7 +30,8 @@ How it works (as vLLM and TGI do it, in plain PyTorch on top of transformers' Dy
   (softmax of raw logits), the probability after the row's processors and the top alternatives.
   Any object with the same small protocol (`width`, `live`, `rows()`, `advance()`; see `Rows`)
   can ride the batch too: the decoding explorer's beam search and contrastive search do.
-- Waiting is visible: a ticket admitted when the batch has room (MAX_ROWS) runs at the next token
+- Waiting is visible: a ticket admitted when the batch has room (MAX_ROWS rows, and MAX_CACHE_TOKENS
+  rows x padded length, which bounds the KV cache when prompts are long) runs at the next token
   boundary; beyond that it waits in line and `ticket.position()` says its place (1 = next).
 
 Results do not depend on the batch: greedy picks the same tokens, a seeded sample draws the same
@@ -81,6 +82,7 @@ from shared.errors import UserError
 
 # ---------------------------------------------------------------- limits
 MAX_ROWS = 48  # rows in one forward pass; tickets beyond it wait in line (one is always admitted)
+MAX_CACHE_TOKENS = 48 * 512  # rows x padded length at admission: bounds the KV cache when prompts are long
 MAX_WAITING = 256  # tickets waiting per engine; more are refused with a clear message
 TOP_ALTERNATIVES = 5  # alternatives recorded per generated token
 IDLE_EXIT_S = 30.0  # the engine's thread ends after this long without work (a new ticket starts it again)
@@ -602,7 +604,9 @@ class Engine:
                     return
                 ticket = self._waiting[0]
                 busy = self._rows_now()
-                if self._running and (busy + ticket.rows_needed > self.max_rows or not self.joinable):
+                width = max(len(ticket.prompt_ids), 0 if self._mask is None else int(self._mask.shape[1]))
+                if self._running and (busy + ticket.rows_needed > self.max_rows or not self.joinable
+                                      or (busy + ticket.rows_needed) * width > MAX_CACHE_TOKENS):
                     return
                 self._waiting.popleft()
                 if not self._running:  # rows left by finished tickets are dropped, not padded to

@@ -327,3 +327,18 @@ def test_inline_mode_runs_the_batch_in_the_waiting_thread(tiny):
     frames = list(engine.submit(prompts[1], [B.Rows(prompts[1], [SETTINGS[0]], 3, EOS)],
                                 snapshot=lambda: "step").frames())
     assert frames == ["step"] * 3
+
+
+def test_a_long_prompt_waits_while_the_cache_would_grow_too_big(tiny, monkeypatch):
+    model, _, prompts, alone = tiny
+    monkeypatch.setattr(B, "MAX_CACHE_TOKENS", 40)
+    engine = B.Engine(model)
+    gate = Gated(prompts[1], [SETTINGS[0]], 4, EOS, at=2)
+    t0 = engine.submit(prompts[1], [gate])
+    assert gate.reached.wait(60)
+    long_prompt = prompts[0] + prompts[0]  # 2 rows x ~30 columns > 40
+    t1 = engine.submit(long_prompt, [B.Rows(long_prompt, [SETTINGS[0]], 3, EOS)])
+    assert t1.position() == 1
+    gate.go.set()
+    assert t1.wait(60) and t1.state == B.DONE and t1.outs[0].batch_size == 1  # it ran after, alone
+    assert t0.state == B.DONE
