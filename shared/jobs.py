@@ -11,6 +11,7 @@ Jobs live in this process: they outlive a closed browser tab (keep the id in the
 it again with `find()`), not a restart (what must survive one goes through shared.store)."""
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -55,6 +56,7 @@ class Job:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _fn: Callable | None = field(default=None, repr=False)
+    _context: contextvars.Context | None = field(default=None, repr=False)
 
     # --- called by the work function
     def report(self, progress: float | None = None, message: str | None = None) -> None:
@@ -110,7 +112,8 @@ def submit(fn: Callable[[Job], Any], *, key: str, kind: str = "", label: str = "
     """Queue `fn(job)` behind the jobs of the same `key` (at most `slots` of them run at once).
     Its return value becomes job.result; Stopped marks it stopped, UserError and other exceptions
     mark it failed with a one-line error."""
-    job = Job(id=uuid.uuid4().hex[:12], key=key, kind=kind or key, label=label or kind or key, owner=owner, _fn=fn)
+    job = Job(id=uuid.uuid4().hex[:12], key=key, kind=kind or key, label=label or kind or key, owner=owner, _fn=fn,
+              _context=contextvars.copy_context())  # the submitter's context (ZeroGPU reads its request there)
     with _lock:
         line = _lines.setdefault(key, _Line(slots))
         if len(line.waiting) >= max_waiting:
@@ -133,7 +136,9 @@ def _admit(line: _Line) -> None:
             continue
         line.running.append(job)
         job.state, job.started, job.message = RUNNING, time.time(), "started"
-        threading.Thread(target=_run, args=(job, fn, line), daemon=True, name=f"job-{job.kind}-{job.id}").start()
+        context, job._context = job._context or contextvars.copy_context(), None
+        threading.Thread(target=context.run, args=(_run, job, fn, line), daemon=True,
+                         name=f"job-{job.kind}-{job.id}").start()
 
 
 def _run(job: Job, fn: Callable, line: _Line) -> None:

@@ -129,3 +129,13 @@ def test_stopping_criterion_ends_generate(tiny_gpt2):
         out = model.generate(ids, max_new_tokens=20, do_sample=False, min_new_tokens=0,
                              stopping_criteria=[jobs.stopping_criteria(should_stop)], pad_token_id=50256)
     assert out.shape[1] - ids.shape[1] == 3  # stopped after the third token, not the twentieth
+
+
+def test_the_work_runs_in_the_submitters_context():
+    """spaces.GPU (ZeroGPU) finds the visitor's request in a context variable: the job must see it."""
+    import contextvars
+
+    request = contextvars.ContextVar("request", default=None)
+    request.set("visitor-42")
+    job = jobs.run_now(lambda job: request.get(), key="test-context")
+    assert job.result == "visitor-42"
