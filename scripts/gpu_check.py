@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -266,12 +267,84 @@ def check_zerogpu_shim(device: str, quick: bool) -> list[Row]:
     return rows
 
 
+# ---------------------------------------------------------------- diffusion demo
+
+def check_diffusion(device: str, quick: bool) -> list[Row]:
+    lab_path("diffusion_demo")
+    import diffusion_logic
+
+    n = 20 if quick else 100
+    reset_peak()
+    gen = diffusion_logic.sample("a handwritten 7", n=n, device=device)
+    hits = sum(c == 7 for c in gen.classified)
+    ok = hits >= 0.8 * n
+    return [Row("diffusion_demo", f"{n} digits '7', {gen.scheduler} {gen.steps} steps, guidance {gen.guidance:g}",
+                device, "float32", f"{gen.seconds:.2f} s; the real-digit classifier reads {hits}/{n} as 7; {cuda_peak()}",
+                ok=ok, reason="readable digits of the asked class" if ok else f"only {hits}/{n} read as 7")]
+
+
+# ---------------------------------------------------------------- LoRA trainer
+
+def check_lora(device: str, quick: bool) -> list[Row]:
+    import tempfile
+
+    lab_path("lora_trainer")
+    os.environ.setdefault("GENAI_LAB_DATA", tempfile.mkdtemp(prefix="gpu_check_data_"))
+    import lora_train
+
+    from shared import jobs
+
+    rows = []
+    variants = [("LoRA q,v r=8", False)] + ([] if device == "cpu" else [("QLoRA 4-bit q,v r=8", True)])
+    for label, qlora in variants:
+        config = {"r": 8, "alpha": 16, "target_modules": "q,v", "learning_rate": 5e-4, "max_steps": 3,
+                  "batch_size": 4, "max_length": 128, "seed": 0, "qlora": qlora}
+        reset_peak()
+        prepared = lora_train.prepare("orvenne", config)
+        job = jobs.run_now(lambda job, p=prepared: lora_train.run(job, p), key="gpu_check_train", kind="gpu_check")
+        result = job.result or {}
+        ok = job.state == jobs.DONE and result.get("steps") == 3 and all(map(math.isfinite, result["train_loss"]))
+        rows.append(Row("lora_trainer", f"{label}: 3 SFT steps on the embedded SmolLM2", device,
+                        "4-bit nf4 base" if qlora else "", f"{result.get('s_per_step')} s/step, loss "
+                        f"{result.get('train_loss')}; {cuda_peak()}", ok=ok,
+                        reason="trained and saved the adapter" if ok else (job.error or str(result))[:160]))
+    return rows
+
+
+# ---------------------------------------------------------------- DPO labeler
+
+def check_dpo(device: str, quick: bool) -> list[Row]:
+    import tempfile
+
+    lab_path("dpo_labeler")
+    os.environ.setdefault("GENAI_LAB_DATA", tempfile.mkdtemp(prefix="gpu_check_data_"))
+    import dpo_data
+    import dpo_train
+
+    from shared import jobs
+
+    config = dpo_train.parse_config({"max_steps": 2, "batch_size": 4, "max_length": 128})
+    rows, heldout = dpo_data.seed_rows("train")[:16], dpo_data.seed_rows("heldout")[:8]
+    reset_peak()
+    job = jobs.run_now(lambda job: dpo_train.train(job, config, rows, heldout), key="gpu_check_train",
+                       kind="gpu_check")
+    result = job.result or {}
+    ok = job.state == jobs.DONE and result.get("steps") == 2
+    return [Row("dpo_labeler", "2 DPO steps with LoRA on the embedded SmolLM2, held-back scoring", device, "",
+                f"{result.get('s_per_step')} s/step, held-back accuracy {result.get('heldout_accuracy_before')} -> "
+                f"{result.get('heldout_accuracy_after')}; {cuda_peak()}", ok=ok,
+                reason="trained, metrics logged" if ok else (job.error or str(result))[:160])]
+
+
 CHECKS = {  # name: (function, runs in --quick)
     "decoding": (check_decoding, True),
     "zerogpu": (check_zerogpu_shim, True),
     "quantization": (check_quantization, False),
     "rag": (check_rag, False),
     "ner": (check_ner, False),
+    "diffusion": (check_diffusion, False),
+    "lora": (check_lora, False),
+    "dpo": (check_dpo, False),
 }
 WORKERS = {"ner": ner_entities}
 
