@@ -56,7 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine, 2 threads ran 7x slower than 1)")
     p.add_argument("--checkpoint-every", type=int, default=250,
-                   help="also write the EMA weights so far to ~/.cache/genai-lab/checkpoints/diffusion_digits/ every N steps (0: never)")
+                   help="also write the EMA weights so far to ~/.cache/genai-lab/checkpoints/diffusion_digits/ "
+                        "every N steps (0: never)")
     p.add_argument("--seed", type=int, default=dm.SEED)
     p.add_argument("--out", type=Path, default=dm.ASSET)
     p.add_argument("--eval-per-class", type=int, default=100)
@@ -163,7 +164,8 @@ def main(argv=None):
         print(json.dumps(report["evaluation"], indent=1))
         return
     ema, report = train(args)
-    report["command"] = "python scripts/train_diffusion_digits.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    report["command"] = "python scripts/train_diffusion_digits.py " + " ".join(given)
     with atomic_folder(args.out) as folder:  # the weights first: an evaluation that fails loses nothing
         dm.save_unet(ema, folder)
         (folder / dm.REPORT_FILE).write_text(json.dumps(report, indent=1))

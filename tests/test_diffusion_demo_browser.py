@@ -33,7 +33,7 @@ def test_generate_filmstrip_grid_sweep_and_screenshots(page, url):
     page.get_by_text("Understood:").first.wait_for(timeout=180_000)
     wait_gallery(page, "Generated images", 8)
     status = page.get_by_text("Generated 8 images").first.inner_text()
-    assert "seeds 0-7" in status and "DDIM, 50 steps, guidance 2" in status
+    assert "seeds 0-7" in status and "DDIM, 50 steps, guidance 1.5" in status
     assert "digit 7 (seven)" in page.get_by_text("Understood:").first.inner_text()
     assert page.get_by_text("seed 7 · reads as").count() >= 1
     screenshot(page, "diffusion_demo")

@@ -317,7 +317,8 @@ def build_sweep_tab():
         if result is None:
             yield {status: "Stopped.", go: gr.Button(interactive=True)}
             return
-        yield {status: f"Understood: **{parsed.understood}** · {sched or logic.DEFAULT_SCHEDULER}, {int(steps)} steps, "
+        yield {status: f"Understood: **{parsed.understood}** · {sched or logic.DEFAULT_SCHEDULER}, "
+                       f"{int(steps)} steps, "
                        f"seeds {int(seed)}-{int(seed) + int(n_v) - 1}",
                cells: views.sweep_image(result, int(seed)),
                table: gr.Dataframe(value=pd.DataFrame(logic.sweep_summary(result, parsed.label)), visible=True),
@@ -373,7 +374,8 @@ def build_schedule_tab(demo: gr.Blocks):
     def run(digit_v, index_v, strength_v, target_v, seed_v, sched_v, steps_v):
         try:
             rows = logic.forward_noise(digit_v, index_v, seed=seed_v)
-            out = logic.img2img(digit_v, index_v, strength_v, target_v, sched_v, steps_v, logic.DEFAULT_GUIDANCE, seed_v)
+            out = logic.img2img(digit_v, index_v, strength_v, target_v, sched_v, steps_v, logic.DEFAULT_GUIDANCE,
+                                seed_v)
         except Exception as exc:  # noqa: BLE001  one line for the user
             raise ui_error(exc, "img2img") from None
         return {forward: views.forward_items(rows), result: views.img2img_items(out),
