@@ -67,7 +67,15 @@ alternatives, the logits pipeline of a step (the processors run inside the serve
 token from the server's own state (a branch is a new request with the kept text as prompt), beam
 search and contrastive search (not in the OpenAI protocol; vLLM's beam search is a separate
 API), and exact seeds across servers (a seed is reproducible only on the same server and
-version). tests/test_shared_batching.py drives it against a loopback stand-in server."""
+version). tests/test_shared_batching.py drives it against a loopback stand-in server; the
+decoding explorer exposes it as /compare_endpoint, and the RAG chat's endpoint generator streams
+through the same protocol.
+
+Who rides the batch: the decoding explorer (every strategy of every run, spaces/decoding_explorer/
+decoding_loop.py) and the RAG chat's local generator (spaces/rag_chat/rag_generators.py); a lab
+that generates with a local model calls `generate()` / `stream_text()` or submits its own
+steppers. Figures (10 and 30 simulated attendees, one user's ms per step by route, with the load
+average of each run): bench/workshop_load.py, bench/results/workshop_load.md."""
 from __future__ import annotations
 
 import itertools
