@@ -10,6 +10,9 @@ with the passage that answers it. A question hits at k when a top-k chunk contai
     python bench/rag_chat.py                         # all sections, prints markdown tables
     python bench/rag_chat.py calibration latency     # only some: quality wiki calibration throughput latency
     python bench/rag_chat.py citations               # the embedded SmolLM2's citations, checked (minutes)
+    python bench/rag_chat.py answers                 # answer accuracy per answer mode (an hour on a busy CPU)
+    python bench/rag_chat.py answers tuning          # one set only (tuning or blind); --details FILE saves
+                                                     # the tuning set's answers (never the blind set's)
 
 `wiki` is a second quality set: 60 questions (bench/data/rag_eval_wiki/) over the shipped
 Wikipedia sample corpus (assets/rag_corpus/, 16 articles), so settings are not tuned to one set.
@@ -212,12 +215,135 @@ def show_citations():
         print(f"| {label} | {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5] if label == 'answerable' else '-'} |")
 
 
+FACTS = ROOT / "bench" / "data" / "rag_eval_facts"
+ANSWER_MODES = ("free", "short", "grounded", "extractive")  # the order of the table; cheapest are run first
+MODE_LABELS = {"free": "baseline: free-form (today's prompt: 5 chunks, the model writes freely)",
+               "short": "short prompt (one source, quote first; the model writes freely)",
+               "grounded": "grounded decoding (copy-only logits processor)",
+               "extractive": "**extractive (the lab picks the sentence and its key span, and quotes it)**"}
+
+
+def has_fact(text: str, facts: list[str]) -> bool:
+    """One spelling of the key fact occurs in the text (case and spacing ignored; a number must not run
+    on into more digits: '3.1' does not match '3.10')."""
+    norm = " ".join(text.lower().split())
+    for fact in facts:
+        f = " ".join(fact.lower().split())
+        if re.search(r"(?<![\w])" + re.escape(f) + r"(?![\d]|\.\d)", norm):
+            return True
+    return False
+
+
+def cited_ok(answer, hits, facts) -> tuple[int, int]:
+    """(citations shown, backed: the cited source holds at least half the answer's content words and, when the
+    answer states the key fact, the key fact)."""
+    import rag_answer as ra
+
+    claim = re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", answer["text"])
+    shown = backed = 0
+    for n in answer["cited"]:
+        shown += 1
+        text = hits[n - 1].chunk.text
+        found, total = ra.support(claim, text)
+        fact_ok = not has_fact(claim, facts) or has_fact(text, facts)
+        backed += bool(total and found / total >= ra.SUPPORT_MIN and fact_ok)
+    return shown, backed
+
+
+def answers(sets, details: Path | None = None, modes=ANSWER_MODES):
+    """Each answer mode of rag_grounded with the embedded SmolLM2 on our own question sets (documents the lab
+    does not ship, key facts written before any answer was looked at): key fact present, 'not found' on the
+    unanswerable questions, citations backed by their source, latency. The free-form mode is today's answer
+    (the same prompt, model and citation check; these documents hold no instruction-like text to withhold).
+    Answers are cached in a temp file keyed by the answer code's hash, so an interrupted run resumes."""
+    import hashlib
+    import os
+    import tempfile
+
+    import rag_grounded as rg
+    from rag_generators import LocalGenerator
+
+    code = hashlib.sha1(Path(rg.__file__).read_bytes()).hexdigest()[:12]
+    cache_path = Path(tempfile.gettempdir()) / f"rag_chat_answers_{code}.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    generator = LocalGenerator()
+    embedder = get_embedder()
+    out, kept = {}, []
+    for name in sets:
+        folder = FACTS / name
+        data = json.loads((folder / "questions.json").read_text())
+        files = sorted(p for p in folder.iterdir() if p.name not in ("questions.json",))
+        session = RagSession()
+        session.ingest(files)
+        load = [os.getloadavg()[0]]
+        asked = [(q, True) for q in data["answerable"]] + [({"q": q, "fact": []}, False) for q in data["unanswerable"]]
+        retrievals = [session.retrieve(q["q"], rewrite=False) for q, _ in asked]
+        ranks = [first_hit_rank(r.hits, q["passage"]) for (q, ok), r in zip(asked, retrievals) if ok]
+        rows = {}
+        for mode in modes:
+            r = rows[mode] = {"fact": 0, "refused": 0, "false_refusal": 0, "shown": 0, "backed": 0, "gold": 0,
+                              "written": 0, "removed": 0, "seconds": [], "words": []}
+            for (q, answerable), retrieval in zip(asked, retrievals):
+                key = f"{name}|{mode}|{q['q']}"
+                if key not in cache:
+                    a = rg.answer(q["q"], retrieval.hits, mode, generator, embedder, retrieval.weak)
+                    cache[key] = {"text": a.text, "raw": a.raw, "cited": a.cited, "removed": len(a.removed),
+                                  "not_found": a.not_found, "seconds": retrieval.seconds + a.seconds, "why": a.why}
+                    cache_path.write_text(json.dumps(cache))
+                a = cache[key]
+                r["seconds"].append(a["seconds"])
+                if not answerable:
+                    r["refused"] += a["not_found"] or a["text"].strip() == ra_not_found()
+                    continue
+                r["words"].append(len(re.sub(r"\[\d+\]", "", a["text"]).split()))
+                r["fact"] += has_fact(a["text"], q["fact"])
+                r["false_refusal"] += a["not_found"]
+                shown, backed = cited_ok(a, retrieval.hits, q["fact"])
+                r["shown"] += shown
+                r["backed"] += backed
+                r["gold"] += sum(is_hit(retrieval.hits[n - 1].chunk, q["passage"]) for n in a["cited"])
+                r["written"] += len(re.findall(r"\[\d+", a["raw"])) if mode == "free" else 0
+                r["removed"] += a["removed"]
+                if details is not None and name != "blind":  # the blind set's answers are never written out
+                    kept.append({"set": name, "q": q["q"], "fact": q["fact"], "mode": mode, "answer": a["text"],
+                                 "raw": a["raw"], "why": a["why"], "ok": has_fact(a["text"], q["fact"])})
+        load.append(os.getloadavg()[0])
+        out[name] = (rows, score(ranks), len(data["answerable"]), len(data["unanswerable"]), load)
+        show_answers(name, *out[name])
+    if details is not None:
+        details.write_text(json.dumps(kept, indent=1, ensure_ascii=False))
+    return out
+
+
+def ra_not_found():
+    import rag_answer as ra
+
+    return ra.NOT_FOUND
+
+
+def show_answers(name, rows, retrieval, n_ans, n_un, load):
+    print(f"\n## Answers of the embedded SmolLM2-135M by answer mode: set `{name}` ({n_ans} answerable + {n_un} "
+          f"unanswerable questions, bench/data/rag_eval_facts/{name}/)\n")
+    print(f"Retrieval on this set (lab default, hybrid, top-5): hit@1 {retrieval['hit@1']:.3f}, hit@5 "
+          f"{retrieval['hit@5']:.3f}. Load average {load[0]:.1f} at the start, {load[1]:.1f} at the end.\n")
+    print("| answer mode | key fact stated | 'not found' on unanswerable | 'not found' on answerable | citations shown | "
+          "backed by the cited source | cited source holds the answer passage | mean words | p50 s | p90 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for mode in [m for m in ANSWER_MODES if m in rows]:
+        r = rows[mode]
+        extra = f" (model wrote {r['written']}, check removed {r['removed']})" if mode == "free" else ""
+        print(f"| {MODE_LABELS[mode]} | {r['fact']}/{n_ans} = **{r['fact'] / n_ans:.0%}** | {r['refused']}/{n_un} | "
+              f"{r['false_refusal']}/{n_ans} | {r['shown']}{extra} | {r['backed']}/{r['shown']} | {r['gold']}/{r['shown']} | "
+              f"{statistics.mean(r['words'] or [0]):.0f} | {pct(r['seconds'], 50):.1f} | {pct(r['seconds'], 90):.1f} |")
+
+
 def pct(values, p):
     return float(np.percentile(values, p))
 
 
 def main():
-    wanted = set(sys.argv[1:]) or {"quality", "wiki", "calibration", "throughput", "latency"}
+    wanted = {a for a in sys.argv[1:] if not a.startswith("--") and not a.endswith(".json")} or {
+        "quality", "wiki", "calibration", "throughput", "latency"}
     pairs = load_pairs(DATA)
     files = sorted(p for p in DATA.iterdir() if p.suffix in (".txt", ".md") and not p.name.startswith("SOURCE"))
     if "quality" in wanted:
@@ -236,6 +362,13 @@ def main():
         show_latency()
     if "citations" in wanted:
         show_citations()
+    if "answers" in wanted:
+        details = None
+        if "--details" in sys.argv:
+            details = Path(sys.argv[sys.argv.index("--details") + 1])
+        sets = [s for s in ("tuning", "blind") if s in wanted] or ["tuning", "blind"]
+        modes = [m for m in ANSWER_MODES if m in wanted] or list(ANSWER_MODES)
+        answers(sets, details, [m for m in ("extractive", "grounded", "short", "free") if m in modes])
 
 
 def load_pairs(folder):

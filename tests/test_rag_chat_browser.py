@@ -1,5 +1,6 @@
 """RAG chat lab in a real browser: asking before any document says so in plain words, upload a file, ask,
-see a cited answer with its checked sources and the explanations on the page; the chat's title does not
+see a cited answer with its checked sources, which answer mode answered and why, the supporting sentence and
+its key span highlighted, and the explanations on the page; the chat's title does not
 float over the messages; a phone (390x844) opens at the header, sees every tab, and the Evaluate tables
 have titles and scroll sideways. Saves a desktop and a phone screenshot."""
 import re
@@ -33,10 +34,14 @@ def test_upload_ask_and_see_a_cited_answer(browser, tmp_path):
         box.fill("Who built the Storvik lighthouse?")
         page.get_by_role("button", name="Ask", exact=True).click()
         page.locator(".rag-src").first.wait_for(timeout=90_000)
-        page.locator("[data-testid=bot]").last.get_by_text("Evidence").wait_for(timeout=120_000)  # the streamed answer
-        chat = page.locator("[data-testid=bot]").last.inner_text()
-        assert "[1]" in chat
-        assert "Hanna Berg" in page.locator(".rag-src mark").first.inner_text()
+        bot = page.locator("[data-testid=bot]").last
+        bot.get_by_text("Answered in").wait_for(timeout=180_000)  # the answer, then which mode answered and why
+        chat = bot.inner_text()
+        assert "[1]" in chat and "Hanna Berg" in chat
+        assert "Answered in extractive mode" in chat and "auto" in chat  # the embedded 135M model: extractive
+        assert "Hanna Berg" in page.locator(".rag-src mark").first.inner_text()  # the supporting sentence
+        assert page.locator(".rag-src mark b.rag-key").first.inner_text() == "Hanna Berg"  # and its key span
+        assert page.get_by_text("Grounded decoding", exact=False).first.is_visible()  # the modes are explained
         assert page.get_by_text("it is not a probability").is_visible()  # rank score explained on the page
         # the chat's title sits above the messages, not over them
         chatbot = page.locator(".bubble-wrap").first
@@ -47,13 +52,26 @@ def test_upload_ask_and_see_a_cited_answer(browser, tmp_path):
         page.wait_for_timeout(500)
         screenshot(page, "rag_chat")
 
+        # the answer modes side by side: free-form, grounded decoding and extractive on the same sources
+        page.get_by_role("tab", name="Answer modes side by side").click()
+        page.get_by_placeholder("One question, answered in each mode…").fill("When did the lighthouse become a museum?")
+        page.get_by_role("button", name="Answer in each mode").click()
+        for m in ("free", "grounded", "extractive"):  # the default choice (the short prompt is not ticked)
+            page.locator(f"#rag-side-{m}").get_by_text("Answered in").wait_for(timeout=240_000)
+        assert "not chosen" in page.locator("#rag-side-short").inner_text()
+        assert "copying" in page.locator("#rag-side-grounded").inner_text()
+        assert "1994" in page.locator("#rag-side-extractive").inner_text()
+        assert page.locator(".rag-src mark b.rag-key").count() >= 1
+        page.wait_for_timeout(300)
+        screenshot(page, "rag_chat_modes")
+
         phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                     device_scale_factor=2).new_page()
         phone.goto(url)
         phone.get_by_text("RAG chat", exact=True).first.wait_for(timeout=30_000)
         phone.wait_for_timeout(1000)
         assert phone.evaluate("window.scrollY") == 0  # opens at its header, not scrolled to the question
-        for tab in ("Chat", "Chunks", "No-RAG vs RAG", "Evaluate retrieval"):  # none behind a "..." menu
+        for tab in ("Chat", "Chunks", "Answer modes side by side", "No-RAG vs RAG", "Evaluate retrieval"):  # no "..."
             assert phone.get_by_role("tab", name=tab).is_visible(), tab
         phone.get_by_role("tab", name="Evaluate retrieval").click()
         detail = phone.locator(".rag-table").filter(has_text="Per question")
@@ -64,5 +82,13 @@ def test_upload_ask_and_see_a_cited_answer(browser, tmp_path):
                                     " return [v.scrollWidth, v.clientWidth]; }")
         assert wide > shown  # fixed column widths: it scrolls sideways instead of wrapping a letter a line
         phone.get_by_role("tab", name="Chat").click()
+        phone.locator("input[type=file]").first.set_input_files(str(doc))
+        phone.get_by_role("button", name="Add files").click()
+        phone.get_by_text("1 document →").first.wait_for(timeout=90_000)
+        phone.get_by_placeholder("Ask about your documents…").fill("When did the lighthouse become a museum?")
+        phone.get_by_role("button", name="Ask", exact=True).click()
+        phone.locator("[data-testid=bot]").last.get_by_text("Answered in").wait_for(timeout=180_000)
+        assert phone.locator(".rag-src mark b.rag-key").first.inner_text() == "1994"
+        phone.locator("[data-testid=bot]").last.scroll_into_view_if_needed()
         phone.wait_for_timeout(500)
         screenshot(phone, "rag_chat_phone")

@@ -73,7 +73,7 @@ class _SlowGenerator:
     """Stands in for a model: one word every 50 ms, until asked to stop."""
     kind = "local"
 
-    def stream(self, messages, should_stop=None):
+    def stream(self, messages, max_new_tokens=200, should_stop=None):
         for i in range(200):
             if should_stop and should_stop():
                 return
@@ -92,7 +92,7 @@ def _retrieval(text="The Quellen Museum opens at 9am every day."):
 def test_an_answer_is_a_job_that_stop_ends_and_keeps_what_was_written():
     from shared import jobs
 
-    session = RagSession()
+    session = RagSession(Settings(answer_mode="free"))
     job = session.start_answer(_retrieval(), _SlowGenerator(), owner="me")
     while not (job.result or "").count("word"):
         time.sleep(0.02)

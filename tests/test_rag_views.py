@@ -34,3 +34,23 @@ def test_rank_score_and_cosine_are_explained_on_the_page_not_on_hover():
                                                         False, 0.0))
     assert "rank score" in views.SOURCES_LEGEND and "not a probability" in views.SOURCES_LEGEND
     assert "cosine" in views.SOURCES_LEGEND and "could not find" in views.SOURCES_LEGEND
+
+
+def test_an_answer_mode_shows_which_mode_answered_why_and_the_key_span():
+    import rag_grounded as rg
+
+    texts = ["The Storvik lighthouse was built in 1872 by the engineer Hanna Berg.", "The museum opened in 1994."]
+    hits = [Hit(Chunk("notes.md", t, 0, len(t)), 1.0, 0.6, 1.0, n) for n, t in enumerate(texts, 1)]
+    retrieval = Retrieval("Who built the lighthouse?", "Who built the lighthouse?", "", hits, False, 0.0)
+    answer = rg.answer("Who built the lighthouse?", hits, "extractive", None)
+    done = views.done_of(answer)
+    shown = views.answer_md(done, retrieval.question, hits)
+    assert "Answered in <b>extractive</b> mode" in shown and "<b class='rag-key-inline'>Hanna Berg</b>" in shown
+    assert shown.count("The Storvik lighthouse") == 1  # the quote once, not again as a supporting line
+    html = views.sources_html(retrieval, done["answer"], done["support"])
+    assert "<mark>The Storvik lighthouse was built in 1872 by the engineer <b class=\"rag-key\">Hanna Berg</b>." in html
+    assert html.count(">cited</span>") == 1
+    # a free-form answer that is not the quote is followed by its supporting sentence
+    done = {**done, "answer": "Hanna Berg built it [1].", "mode": "short", "why": "short prompt: ..."}
+    assert "**Supporting sentence:**" in views.answer_md(done, retrieval.question, hits)
+    assert "<script>" not in views.answer_md({**done, "answer": "<script>x</script> [1]"}, retrieval.question, hits)

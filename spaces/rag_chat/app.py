@@ -16,6 +16,7 @@ from shared.look import lab_header
 from shared.models import REGISTRY
 
 import rag_answer as ra
+import rag_grounded as rg
 import rag_pipeline as rp
 import rag_views as views
 from rag_chunking import DEFAULTS, STRATEGIES
@@ -28,6 +29,7 @@ from rag_pipeline import RagError, RagSession, Settings
 DEFAULT_GENERATOR = REGISTRY["chat"][0].name
 STRATEGY_CHOICES = [(v.split(":")[0], k) for k, v in STRATEGIES.items()]
 MODE_CHOICES = [(v.split(":")[0], k) for k, v in MODES.items()]
+ANSWER_MODE_CHOICES = [(v.split(":")[0], k) for k, v in rg.MODES.items()]
 EMBEDDER_CHOICES = [s.name for s in REGISTRY["embeddings"]]
 NO_DOCUMENTS = 'Upload documents (or press "Load sample corpus") before asking.'
 
@@ -101,17 +103,19 @@ def build_retrieval_settings():
             top_k = gr.Slider(1, rp.MAX_TOP_K, value=Settings.top_k, step=1, label="top-k chunks", min_width=160)
             rerank = gr.Checkbox(False, label="Re-rank (cross-encoder; needs the Hub)", min_width=160)
         generator = gr.Dropdown(generator_choices(), value=DEFAULT_GENERATOR, label="Generator")
+        answer_mode = gr.Radio(ANSWER_MODE_CHOICES, value="auto", label="Answer mode")
+        gr.HTML(f"<p class='rag-legend'>{views.ANSWER_MODE_HELP}</p>")
         with gr.Group(visible=False) as endpoint_box:
             url = gr.Textbox(label="Endpoint URL", placeholder="http://localhost:8000/v1 (vLLM) · "
                              "http://localhost:11434/v1 (Ollama)")
             model = gr.Textbox(label="Model name on that server", placeholder="e.g. Qwen/Qwen2.5-7B-Instruct")
             api_key = gr.Textbox(label="API key (if the server needs one)", type="password")
     generator.change(lambda g: gr.Group(visible=g == ENDPOINT), generator, endpoint_box, api_visibility="private")
-    return mode, top_k, rerank, generator, url, model, api_key
+    return mode, top_k, rerank, generator, url, model, api_key, answer_mode
 
 
 def build_conversation(session: gr.State, models: gr.Markdown, controls, docs_cleared):
-    mode, top_k, rerank, generator, url, model, api_key = controls
+    mode, top_k, rerank, generator, url, model, api_key, answer_mode = controls
     gr.Markdown("**Chat** · answers cite their sources as [n]", elem_classes=["rag-chat-title"])
     chatbot = gr.Chatbot(show_label=False, height=380, sanitize_html=False,
                          placeholder="Load documents on the left (or the sample corpus), then ask: the answer "
@@ -132,7 +136,8 @@ def build_conversation(session: gr.State, models: gr.Markdown, controls, docs_cl
     with gr.Accordion("View the exact prompt sent to the model", open=False):
         prompt = gr.Code(label="Prompt", language="markdown", interactive=False, wrap_lines=True)
 
-    def chat_turn(q, history, sess, mode_v, k, rerank_v, gen_name, url_v, model_v, key_v, request: gr.Request):
+    def chat_turn(q, history, sess, mode_v, k, rerank_v, gen_name, url_v, model_v, key_v, answer_mode_v,
+                  request: gr.Request):
         sess = _session(sess)
         try:
             q = rp.check_question(q)
@@ -141,6 +146,7 @@ def build_conversation(session: gr.State, models: gr.Markdown, controls, docs_cl
         except RagError as exc:
             raise ui_error(exc) from None
         sess.apply(mode_v, k, rerank_v, gen_name or DEFAULT_GENERATOR, url_v or "", model_v or "")
+        sess.settings.answer_mode = answer_mode_v if answer_mode_v in rg.MODES else "auto"
         retrieval = sess.retrieve(q)
         history = list(history or []) + [{"role": "user", "content": q}, {"role": "assistant", "content": "…"}]
         try:
@@ -150,7 +156,7 @@ def build_conversation(session: gr.State, models: gr.Markdown, controls, docs_cl
             gen = make_generator(EXTRACTIVE)
             status = f"{exc} — answering extractively instead."
             gr.Warning(str(exc))
-        text = gen.prompt_text(ra.build_messages(q, retrieval.hits))
+        text = gen.prompt_text(ra.build_messages(q, rg.withhold_instructions(retrieval.hits)))
         if retrieval.weak:
             text = "(not sent: retrieval was too weak, so the lab answers that it could not find this)\n\n" + text
         yield {chatbot: history, session: sess, search: views.search_md(retrieval, sess.settings.threshold),
@@ -168,17 +174,24 @@ def build_conversation(session: gr.State, models: gr.Markdown, controls, docs_cl
                     yield {chatbot: history}
         finally:
             jobs.stop(job.id)  # the page was closed or the event cancelled: the model stops too
-        done = sess.finish(retrieval, job.result or "")
+        done = sess.finish(retrieval, job.result or "", getattr(job, "grounded", None))
         shown = views.answer_md(done, q, retrieval.hits)
         if job.state == jobs.STOPPED:
             shown += "\n\n<small>(stopped: this is the part written before Stop)</small>"
         elif job.state == jobs.ERROR:
             shown += f"\n\n*{job.error}*"
         history[-1] = {"role": "assistant", "content": shown}
-        yield {chatbot: history, session: sess, sources: views.sources_html(retrieval, done["answer"])}
+        grounded = getattr(job, "grounded", None)
+        used = text
+        if grounded is not None and grounded.prompt:
+            used = gen.prompt_text(grounded.prompt)
+        elif grounded is not None and grounded.mode != "free":
+            used = f"(no prompt: the model was not asked. {grounded.why})"
+        yield {chatbot: history, session: sess, prompt: used,
+               sources: views.sources_html(retrieval, done["answer"], done.get("support"))}
 
     outputs = [chatbot, session, search, sources, neighbours, prompt, models, question]
-    inputs = [question, chatbot, session, mode, top_k, rerank, generator, url, model, api_key]
+    inputs = [question, chatbot, session, mode, top_k, rerank, generator, url, model, api_key, answer_mode]
     gr.on([ask_btn.click, question.submit], chat_turn, inputs, outputs, api_visibility="private",
           concurrency_id="rag_answer", concurrency_limit=4)
 
@@ -254,7 +267,7 @@ def build_chunks_tab(session: gr.State, models: gr.Markdown, chat_index: gr.Mark
 
 # ---------------------------------------------------------------- No-RAG vs RAG
 def build_compare_tab(session: gr.State, controls):
-    mode, top_k, _, generator, url, model, api_key = controls
+    mode, top_k, _, generator, url, model, api_key, _ = controls
     with gr.Tab("No-RAG vs RAG", id="compare"):
         gr.Markdown("The same model and question, without and with the retrieved sources. Without them the model "
                     "can only guess from what it memorised.")
@@ -291,6 +304,61 @@ def build_compare_tab(session: gr.State, controls):
 
     go.click(run, [question, session, mode, top_k, generator, url, model, api_key], [no_rag, with_rag, session],
              api_visibility="private", concurrency_id="rag_answer")
+
+
+# ---------------------------------------------------------------- Answer modes side by side
+SIDE_MODES = ["free", "short", "grounded", "extractive"]
+
+
+def build_modes_tab(session: gr.State, controls):
+    mode, top_k, _, generator, url, model, api_key, _ = controls
+    with gr.Tab("Answer modes side by side", id="modes"):
+        gr.Markdown("The same question and the same retrieved sources, answered in each **answer mode**. With the "
+                    "embedded 135M model, free-form writing reads well and often states a fact the sources do not "
+                    "have; the grounded modes keep it to the sources. *Grounded decoding* is the **decoding "
+                    "explorer**'s machinery applied to RAG: a logits processor sets every token that would not copy "
+                    "the sources to −∞ before the model picks one. Each answer says which mode answered and why; the "
+                    "supporting sentence is highlighted in the sources below, its key span in bold.")
+        with gr.Row():
+            question = gr.Textbox(label="Question", scale=5, min_width=200, max_length=rp.MAX_QUESTION + 1000,
+                                  placeholder="One question, answered in each mode…")
+            go = gr.Button("Answer in each mode", variant="primary", scale=1, min_width=120)
+        chosen = gr.CheckboxGroup([(views.MODE_NAMES[m], m) for m in SIDE_MODES], value=["free", "grounded", "extractive"],
+                                  label="Modes to compare (each model answer takes seconds on a CPU)")
+        with gr.Row():
+            cols = {m: gr.Markdown(f"*The {views.MODE_NAMES[m]} answer appears here.*", label=views.MODE_NAMES[m],
+                                   container=True, min_width=220, elem_id=f"rag-side-{m}") for m in SIDE_MODES}
+        sources = gr.HTML(views.NO_SOURCES)
+
+    def run(q, chosen_v, sess, mode_v, k, gen_name, url_v, model_v, key_v):
+        from rag_index import get_embedder
+
+        sess = _session(sess)
+        try:
+            q = rp.check_question(q)
+            if not sess.docs:
+                raise RagError(NO_DOCUMENTS)
+            if not chosen_v:
+                raise RagError("Tick at least one answer mode.")
+            gen = make_generator(gen_name or DEFAULT_GENERATOR, url_v, model_v, key_v)
+        except (RagError, GeneratorError) as exc:
+            raise ui_error(exc) from None
+        sess.apply(mode_v, k, False, gen_name or DEFAULT_GENERATOR, url_v or "", model_v or "")
+        retrieval = sess.retrieve(q, rewrite=False)
+        embedder = get_embedder(sess.settings.embedder or None) if retrieval.hits else None
+        shown = {cols[m]: ("*(not chosen)*" if m not in chosen_v else "*waiting…*") for m in SIDE_MODES}
+        yield {**shown, sources: views.sources_html(retrieval), session: sess}
+        support = []
+        for m in [m for m in SIDE_MODES if m in chosen_v]:
+            shown[cols[m]] = "*answering…*"
+            yield shown
+            answer = rg.answer(q, retrieval.hits, m, gen, embedder, retrieval.weak)
+            shown[cols[m]] = views.answer_md(views.done_of(answer), q, retrieval.hits)
+            support += [s for s in answer.support if s["source"] not in {x["source"] for x in support}]
+            yield {**shown, sources: views.sources_html(retrieval, "", support)}
+
+    go.click(run, [question, chosen, session, mode, top_k, generator, url, model, api_key],
+             [*cols.values(), sources, session], api_visibility="private", concurrency_id="rag_answer")
 
 
 def _grow(pieces):
@@ -427,6 +495,7 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs(overflow_behavior="wrap"):
             index, docs_changed, controls = build_chat_tab(session, models)
             build_chunks_tab(session, models, index, docs_changed)
+            build_modes_tab(session, controls)
             build_compare_tab(session, controls)
             build_eval_tab(session)
         build_api(session)

@@ -69,6 +69,7 @@ class Settings:
     endpoint_url: str = ""
     endpoint_model: str = ""
     threshold: float = ra.WEAK_COSINE
+    answer_mode: str = "auto"  # rag_grounded.MODES: auto, extractive, grounded, short, free
 
     def index_key(self) -> tuple:
         return (self.strategy, int(self.size), int(self.overlap), bool(self.context), self.embedder)
@@ -239,38 +240,58 @@ class RagSession:
         if getattr(generator, "kind", "") == "extractive":
             yield ra.extractive_answer(retrieval.question, retrieval.hits)
             return
-        messages = ra.build_messages(retrieval.question, retrieval.hits)
+        from rag_grounded import withhold_instructions
+
+        messages = ra.build_messages(retrieval.question, withhold_instructions(retrieval.hits))
         text = ""
         for piece in generator.stream(messages, should_stop=should_stop):
             text += piece
             yield text
 
-    def start_answer(self, retrieval: Retrieval, generator, owner: str = ""):
-        """The answer as a shared job (ANSWERS_AT_ONCE run on this machine, the others wait in line):
-        job.result holds the text so far; jobs.stop(job.id) ends it at the next token."""
+    def start_answer(self, retrieval: Retrieval, generator, owner: str = "", mode: str | None = None):
+        """The answer as a shared job (ANSWERS_AT_ONCE run on this machine, the others wait in line), in the
+        answer mode of the settings (rag_grounded: extractive, grounded decoding, short prompt, free-form;
+        'auto' picks by the model): job.result holds the text so far, job.grounded the finished
+        rag_grounded.GroundedAnswer; jobs.stop(job.id) ends the model's answer at the next token."""
+        import rag_grounded as rg
         from shared import jobs
+
+        mode = mode or self.settings.answer_mode
+        embedder = get_embedder(self.settings.embedder or None) if retrieval.hits else None
 
         def work(job):
             job.report(0.0, "answering")
-            text = ""
-            for text in self.answer_stream(retrieval, generator, should_stop=job.should_stop):
+            job.grounded = None
+
+            def shown(text):
                 job.result = text
-            return text
+
+            done = rg.answer(retrieval.question, retrieval.hits, mode, generator, embedder, retrieval.weak,
+                             on_text=shown, should_stop=job.should_stop)
+            job.grounded = done
+            return done.text
 
         return jobs.submit(work, key="rag-answer", kind="rag-answer", label="The answer", owner=owner,
                            slots=ANSWERS_AT_ONCE)
 
-    def finish(self, retrieval: Retrieval, raw: str) -> dict:
+    def finish(self, retrieval: Retrieval, raw: str, grounded=None) -> dict:
         """Check the answer's citations against its sources, remember the turn, and say what to show:
         {"answer" (citations that match no source, or whose source does not say the sentence, removed),
-        "raw_answer", "cited", "removed", "notes", "evidence"}."""
+        "raw_answer", "cited", "removed", "notes", "evidence", "mode", "why", "support"}. `grounded` (a
+        rag_grounded.GroundedAnswer, checked already) gives all of these for an answer made in a mode."""
+        if grounded is not None:
+            self.remember(retrieval, grounded.text)
+            return {"answer": grounded.text, "raw_answer": grounded.raw or grounded.text, "cited": grounded.cited,
+                    "removed": grounded.removed, "notes": grounded.notes, "mode": grounded.mode, "why": grounded.why,
+                    "support": grounded.support, "question_type": grounded.qtype, "seconds": grounded.seconds,
+                    "evidence": [(s["source"], s["sentence"]) for s in grounded.support]}
         raw = raw.strip() or ra.NOT_FOUND
         checked = ra.check_citations(raw, retrieval.hits)
         answer = checked["text"] or ra.NOT_FOUND
         self.remember(retrieval, answer)
         had = bool(ra.parse_citations(raw, 10 ** 6))
         return {"answer": answer, "raw_answer": raw, "cited": checked["cited"], "removed": checked["removed"],
-                "notes": ra.citation_notes(checked, had),
+                "notes": ra.citation_notes(checked, had), "mode": "free", "why": "", "support": [],
                 "evidence": ra.evidence(retrieval.question, answer, retrieval.hits)}
 
     def ask(self, question: str, generator, owner: str = "") -> dict:
@@ -280,11 +301,14 @@ class RagSession:
         job.wait()
         if job.error:
             raise RagError(job.error)
-        done = self.finish(retrieval, job.result or "")
+        done = self.finish(retrieval, job.result or "", getattr(job, "grounded", None))
         return {"answer": done["answer"], "sources": ra.answer_sources(retrieval.hits),
                 "rewritten_question": retrieval.query, "retrieval_weak": retrieval.weak, "cited": done["cited"],
                 "citations_removed": done["removed"],
-                "evidence": [{"source_number": n, "sentence": s} for n, s in done["evidence"]]}
+                "evidence": [{"source_number": n, "sentence": s} for n, s in done["evidence"]],
+                "answer_mode": done["mode"], "why": done["why"],
+                "support": [{"source_number": s["source"], "sentence": s["sentence"], "key": s.get("key_text", "")}
+                            for s in done["support"]]}
 
     # ------------------------------------------------------------ settings
     def apply(self, mode=None, top_k=None, rerank=None, generator=None, url=None, model=None) -> None:
@@ -320,6 +344,11 @@ class RagSession:
                 except (TypeError, ValueError):
                     raise RagError(f"setting {k!r} must be a {type(known[k]).__name__}, not {v!r}") from None
         self.settings.top_k = max(1, min(int(self.settings.top_k), 20))
+        from rag_grounded import MODES as ANSWER_MODES
+
+        if self.settings.answer_mode not in ANSWER_MODES:
+            bad, self.settings.answer_mode = self.settings.answer_mode, "auto"
+            raise RagError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, not {bad!r}")
         out = asdict(self.settings)
         if unknown:
             out["warning"] = f"unknown settings ignored: {', '.join(unknown)}"

@@ -5,6 +5,7 @@ import html
 import re
 
 import rag_answer as ra
+import rag_grounded as rg
 
 CSS = """
 .rag-src {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .35rem .6rem; margin: .3rem 0;
@@ -19,6 +20,10 @@ CSS = """
 .rag-empty {color: var(--body-text-color-subdued); font-size: .9rem}
 .rag-chat-title {margin: 0 0 .25rem; font-weight: 600}
 a.rag-cite {font-weight: 600; text-decoration: none}
+.rag-src mark b.rag-key, .rag-key-inline {background: #f59e0b; color: #111; border-radius: 3px; padding: 0 .15rem}
+.rag-mode {font-size: .8rem; color: var(--body-text-color-subdued); border-left: 3px solid var(--color-accent);
+           padding-left: .45rem; margin-top: .35rem}
+.rag-mode b {color: var(--body-text-color)}
 .rag-table table {table-layout: fixed}
 """
 
@@ -90,12 +95,15 @@ def search_md(retrieval, threshold: float) -> str:
             f"{len(retrieval.hits)} chunks in {retrieval.seconds * 1000:.0f} ms{rerank}{weak}</small>")
 
 
-def sources_html(retrieval, answer: str = "") -> str:
-    """The retrieved chunks, best first; a source is marked "cited" only when the (checked) answer cites it."""
+def sources_html(retrieval, answer: str = "", support: list[dict] | None = None) -> str:
+    """The retrieved chunks, best first; a source is marked "cited" only when the (checked) answer cites it.
+    `support` (an answer mode's supporting sentences, rag_grounded) highlights that sentence and its key span."""
     if retrieval is None:
         return NO_SOURCES
     if not retrieval.hits:
         return "<p class='rag-empty'>No chunks retrieved.</p>"
+    if support:
+        return _supported_sources_html(retrieval, answer, support)
     ev = dict(ra.evidence(retrieval.question, answer, retrieval.hits)) if answer else {}
     by_model = set(ra.parse_citations(answer, len(retrieval.hits))) if answer else set()
     cited = by_model | set(ev)
@@ -120,6 +128,75 @@ def sources_html(retrieval, answer: str = "") -> str:
     return "".join(parts)
 
 
+def _supported_sources_html(retrieval, answer: str, support: list[dict]) -> str:
+    by_source = {s["source"]: s for s in support}
+    cited = set(ra.parse_citations(answer, len(retrieval.hits)))
+    parts = []
+    for n, h in enumerate(retrieval.hits, 1):
+        c = h.chunk
+        sup = by_source.get(n)
+        body = rg.highlight_support(c.text, sup) if sup else ra.highlight(c.text, None)
+        badge = (" <span class='rag-cited'>cited</span>" if n in cited else
+                 " <span class='rag-evidence'>evidence</span>" if sup else "")
+        opened = " open" if (sup or (not by_source and n == 1)) else ""
+        parts.append(
+            f"<details class='rag-src' id='rag-src-{n}'{opened}><summary><b>[{n}]</b> {html.escape(c.doc)} · "
+            f"{html.escape(c.where)} · rank score {h.score:.2f} · cosine {h.dense:.2f}{badge}</summary>"
+            f"<div class='rag-src-text'>{body}</div></details>")
+    return "".join(parts)
+
+
+MODE_NAMES = {"extractive": "extractive", "grounded": "grounded decoding", "short": "short prompt",
+              "free": "free-form"}
+ANSWER_MODE_HELP = (
+    "<b>Extractive</b>: the lab picks the answering sentence of the top sources (MiniLM similarity, the question's "
+    "words and its type: number, date, duration, name, condition), quotes it and marks its key span; no model "
+    "writes. <b>Grounded decoding</b>: a logits processor (the same machinery as the <i>decoding explorer</i> "
+    "lab's) masks every token that would not copy one of the best sentences, so the model chooses what to quote "
+    "and where to stop but cannot invent. <b>Short prompt</b>: one short source, quote first; the model writes "
+    "freely. <b>Free-form</b>: all sources, the model writes freely: right for a real model, while the 135M model "
+    "invents facts. <b>Auto</b>: extractive for the embedded SmolLM2, free-form for a Hub model or an endpoint.")
+
+
+def done_of(answer) -> dict:
+    """A rag_grounded.GroundedAnswer as the dict answer_md() shows."""
+    return {"answer": answer.text, "mode": answer.mode, "why": answer.why, "support": answer.support,
+            "notes": answer.notes, "seconds": answer.seconds}
+
+
+def mode_line(done: dict) -> str:
+    """Which answer mode answered, and why (the lesson of the modes, under every answer)."""
+    mode = done.get("mode") or "free"
+    why = done.get("why") or "the model read the retrieved sources and wrote freely; its citations were checked"
+    secs = f" · {done['seconds']:.1f} s" if done.get("seconds") else ""
+    return (f"<div class='rag-mode'>Answered in <b>{MODE_NAMES.get(mode, mode)}</b> mode{secs}: "
+            f"{html.escape(why)}</div>")
+
+
+def _bold_key(sentence: str, key: str) -> str:
+    if key and key in sentence:
+        i = sentence.index(key)
+        return (html.escape(sentence[:i]) + f"<b class='rag-key-inline'>{html.escape(key)}</b>"
+                + html.escape(sentence[i + len(key):]))
+    return html.escape(sentence)
+
+
+def _mode_answer(done: dict) -> str:
+    """An answer made in a mode: a quote of the supporting sentence is shown with its key span in bold (and
+    the key span first); any other answer is followed by the supporting sentence, key span in bold."""
+    answer, support = done["answer"], done.get("support", [])[:2]
+    if not support:
+        return html.escape(answer)
+    first = support[0]
+    sentence, key = first["sentence"], first.get("key_text") or ""
+    quoted = f"“{sentence}” [{first['source']}]"
+    if answer.strip() == quoted:
+        lead = f"<b class='rag-key-inline'>{html.escape(key)}</b> · " if key and key != sentence else ""
+        return f"{lead}“{_bold_key(sentence, key)}” [{first['source']}]"
+    lines = " ".join(f"“{_bold_key(s['sentence'], s.get('key_text') or '')}” [{s['source']}]" for s in support)
+    return f"{html.escape(answer)}\n\n**Supporting sentence:** {lines}"
+
+
 def neighbour_rows(retrieval) -> list[list]:
     if retrieval is None:
         return []
@@ -139,10 +216,14 @@ def link_citations(answer: str, n: int) -> str:
 
 
 def answer_md(done: dict, question: str, hits) -> str:
-    """The checked answer with its evidence line and a note for each citation the lab removed."""
-    shown = ra.with_evidence(done["answer"], question, hits)
+    """The checked answer, its supporting sentence (key span in bold) or evidence line, a note for each
+    citation the lab removed, and which answer mode answered and why."""
+    if done.get("support") or done.get("mode", "free") != "free" or done.get("why"):
+        shown = _mode_answer(done)
+    else:
+        shown = ra.with_evidence(done["answer"], question, hits)
     notes = "".join(f"\n\n<small>⚠ {html.escape(line)}</small>" for line in done["notes"])
-    return link_citations(shown, len(hits)) + notes
+    return link_citations(shown, len(hits)) + notes + "\n\n" + mode_line(done)
 
 
 def compared_answer_md(answer: str, hits) -> str:
