@@ -26,6 +26,8 @@ def test_upload_ask_and_see_a_cited_answer(browser, tmp_path):
         toast = page.get_by_text('Upload documents (or press "Load sample corpus") before asking.')
         toast.wait_for(timeout=30_000)
         assert "**" not in page.locator(".toast-body").first.inner_text()
+        for close in page.locator(".toast-close").all():  # out of the way of the screenshot
+            close.click()
 
         page.locator("input[type=file]").first.set_input_files(str(doc))
         page.get_by_role("button", name="Add files").click()
