@@ -101,7 +101,7 @@ def test_every_acknowledged_row_survives_sigkill(tmp_path):
             for i in range(100000):
                 row = db.write("INSERT INTO labels(who, choice) VALUES (?, ?)", (f"w{{k}}", str(i)))
                 with out:  # one whole line per acknowledgement
-                    sys.stdout.write(f"{{row}}\n")
+                    sys.stdout.write(f"{{row}}\\n")
                     sys.stdout.flush()
         for k in range(4):
             threading.Thread(target=writer, args=(k,), daemon=True).start()
