@@ -186,6 +186,28 @@ def eos_ids(model, tokenizer=None) -> list[int]:
 
 # ---------------------------------------------------------------- the built-in stepper
 
+def pick_rows(logits, fed, ids, procs, gens):
+    """The next token of each fed row: row j of `logits` belongs to row fed[j], whose logits processors
+    (procs[i]) run on its own ids, then it samples with its own generator (gens[i]) or takes the argmax.
+    Returns (log-softmax of the raw logits, the tokens, each token's probability after processing)."""
+    import torch
+
+    logp = torch.log_softmax(logits, dim=-1)
+    picks, picked_p = [], []
+    for j, i in enumerate(fed):
+        scores = logits[j:j + 1]
+        for proc in procs[i]:
+            scores = proc(ids[i:i + 1], scores)
+        probs = torch.softmax(scores, dim=-1)
+        if gens[i] is not None:
+            token = torch.multinomial(probs, num_samples=1, generator=gens[i]).squeeze(1)
+        else:
+            token = torch.argmax(scores, dim=-1)
+        picks.append(token)
+        picked_p.append(probs[0, token])
+    return logp, torch.cat(picks), picked_p
+
+
 class Rows:
     """Greedy and sampling rows continuing one prompt: each row has its own settings (logits
     processors), its own torch.Generator seeded with its seed, its own max_new_tokens and may be
@@ -262,21 +284,7 @@ class Rows:
         import torch
 
         fed, k = self.fed, self.k
-        logp = torch.log_softmax(logits, dim=-1)
-        picks, picked_p = [], []
-        for j, i in enumerate(fed):
-            scores = logits[j:j + 1]
-            row_ids = self.ids[i:i + 1]
-            for proc in self.procs[i]:
-                scores = proc(row_ids, scores)
-            probs = torch.softmax(scores, dim=-1)
-            if self.gens[i] is not None:
-                token = torch.multinomial(probs, num_samples=1, generator=self.gens[i]).squeeze(1)
-            else:
-                token = torch.argmax(scores, dim=-1)
-            picks.append(token)
-            picked_p.append(probs[0, token])
-        tokens = torch.cat(picks)
+        logp, tokens, picked_p = pick_rows(logits, fed, self.ids, self.procs, self.gens)
         chosen = logp.gather(1, tokens[:, None])
         parts = [tokens[:, None].float(), chosen.exp(), torch.stack(picked_p).view(len(fed), 1)]
         if k:

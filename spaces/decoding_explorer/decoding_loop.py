@@ -166,21 +166,7 @@ class BatchRows:
         import torch
 
         fed, k = self.fed, TOP_ALTERNATIVES
-        logp = torch.log_softmax(logits, dim=-1)
-        picks, picked_p = [], []
-        for j, i in enumerate(fed):
-            scores = logits[j:j + 1]
-            row_ids = self.ids[i:i + 1]
-            for proc in self.procs[i]:
-                scores = proc(row_ids, scores)
-            probs = torch.softmax(scores, dim=-1)
-            if self.gens[i] is not None:
-                token = torch.multinomial(probs, num_samples=1, generator=self.gens[i]).squeeze(1)
-            else:
-                token = torch.argmax(scores, dim=-1)
-            picks.append(token)
-            picked_p.append(probs[0, token])
-        tokens = torch.cat(picks)
+        logp, tokens, picked_p = batching.pick_rows(logits, fed, self.ids, self.procs, self.gens)
         top_p, top_i = logp.topk(k, dim=-1)
         chosen = logp.gather(1, tokens[:, None])
         summary = torch.cat([tokens[:, None].float(), chosen.exp(), torch.stack(picked_p).view(len(fed), 1),
