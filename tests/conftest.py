@@ -59,6 +59,29 @@ def running(demo):
         demo.close()
 
 
+@contextmanager
+def loopback(handler):
+    """An http.server with `handler` on a free 127.0.0.1 port, in a thread; yields its base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def reply_json(handler, data: bytes, status: int = 200) -> None:
+    """Answer the request `handler` is serving with JSON bytes."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Debian's Chromium under Playwright (never `playwright install`: it downloads a browser)."""

@@ -2,12 +2,11 @@
 OpenAI-compatible endpoint: a scripted good one, one that returns garbage, one that is down), /reset,
 bad input, and sessions that never see each other."""
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from conftest import import_app, running
+from conftest import import_app, loopback, reply_json, running
 
 STEPS = [
     "Thought: compute it.\n<code>\nimport math\nwrite_file('out.txt', str(math.factorial(5)))\nprint('saved')\n</code>",
@@ -31,19 +30,13 @@ class _Endpoint(BaseHTTPRequestHandler):
             step = STEPS[min(len(body["messages"]) // 2 - 1, 1)]
             data = json.dumps({"choices": [{"message": {"role": "assistant", "content": step}}],
                                "usage": {"prompt_tokens": 100, "completion_tokens": 20}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, data)
 
 
 @pytest.fixture(scope="module")
 def endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    with loopback(_Endpoint) as base:
+        yield base + "/v1"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ shows its place in line and then runs; the same comparison on an OpenAI-compatib
 import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import decoding_service as svc  # noqa: E402
 import decoding_strategies as ds  # noqa: E402
 from shared import batching as B  # noqa: E402
 from shared import jobs  # noqa: E402
+from conftest import loopback, reply_json
 
 N = 10
 
@@ -145,19 +146,13 @@ class Server(BaseHTTPRequestHandler):
         else:
             answer = {"choices": [{"message": {"content": "A cat."}, "finish_reason": "stop"}]}
         data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, data)
 
 
 @pytest.fixture(scope="module")
 def vllm_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    with loopback(Server) as base:
+        yield base + "/v1"
 
 
 def test_compare_on_an_endpoint_with_and_without_logprobs(vllm_url):

@@ -7,10 +7,11 @@ import gc
 import json
 import threading
 import weakref
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from conftest import loopback, reply_json
 from shared import batching as B
 from shared.errors import UserError
 
@@ -263,19 +264,13 @@ class Stub(BaseHTTPRequestHandler):
         else:
             answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Hello!"},
                                               "finish_reason": "stop", "logprobs": None}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        reply_json(self, answer)
 
 
 @pytest.fixture(scope="module")
 def stub_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback(Stub) as base:
+        yield base
 
 
 def test_endpoint_with_logprobs(stub_url):
