@@ -80,7 +80,8 @@ def test_filmstrip(client):
     (dict(seed=-1), "Seed is -1"), (dict(seed=2**63), "Seed is"), (dict(prompt="a cat"), "names no digit"),
     (dict(prompt="x" * 100_000), "at most 500"), (dict(prompt="<script>alert('x')</script>"), "names no digit"),
     (dict(model="stabilityai/sd-turbo", prompt="a lighthouse"), "Hub"),
-    (dict(model="../../etc", prompt="a lighthouse"), "not a diffusers pipeline"),
+    (dict(model="/etc", prompt="a lighthouse"), "not a diffusers pipeline"),
+    (dict(model="../../no/such/folder", prompt="a lighthouse"), "not a model name"),
     (dict(model="no such model !!", prompt="a lighthouse"), "not a model name"),
     (dict(model=["x"]), "must be a name"), (dict(prompt=["seven"]), "must be text")])
 def test_bad_requests_get_a_clear_error(client, kwargs, words):
