@@ -7,6 +7,7 @@ never one in use); a Hub model is checked by shared.hubguard, then downloaded wi
 then loaded from the local cache. once() keeps the labs' own data (never unloaded)."""
 import dataclasses
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -76,6 +77,20 @@ def cached_model(key: tuple, build: Callable[[], Any], device: str = "cpu",
         return _models.get(key, build, device=device, estimate=estimate)
     except CacheFull as exc:
         raise ModelUnavailable(str(exc)) from exc
+
+
+@contextmanager
+def reserve(key: tuple, device: str = "cpu", estimate: int = 0):
+    """Room in the budget for a model loaded, used and freed inside the block (not kept)."""
+    try:
+        room = _models.reserve(key, device, estimate)
+        room.__enter__()
+    except CacheFull as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    try:
+        yield
+    finally:
+        room.__exit__(None, None, None)
 
 
 def unload(match: Callable[[tuple], bool] | None = None) -> int:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -175,6 +175,22 @@ class ModelCache:
                     entry.base_refs = self._refs(entry)
                     self._shrink(device, keep=key)  # measured bytes may exceed the estimate
                 return entry.value, reloaded
+
+    @contextmanager
+    def reserve(self, key, device: str = "cpu", estimate: int = 0):
+        """Room for a model that is loaded, used and freed inside the block (the quantization lab's
+        measurements): least recently used models are unloaded first so it fits the budget, and while
+        it lasts its bytes count as loading, so other loads make room for it too."""
+        estimate = int(estimate or 0)
+        with self._large if estimate >= LARGE_LOAD_BYTES else nullcontext():
+            self._make_room(device, estimate)
+            with self._lock:
+                self._loading[key] = (_device_kind(device), estimate)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
 
     def _touch(self, entry: Entry):
         self._entries.move_to_end(entry.key)

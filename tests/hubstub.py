@@ -34,6 +34,7 @@ REGISTRY_GPT2 = "openai-community/gpt2"  # the registry's gpt2, served as the sa
 BERT_NER = "tiny-org/tiny-bert-ner"
 REGISTRY_NER = "dslim/bert-base-NER"  # the NER lab's Hub tagger, served as the same tiny token classifier
 EMBEDDER = "tiny-org/tiny-embedder"
+REGISTRY_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"  # the RAG lab's re-ranker, served as a tiny cross-encoder
 UNET = "tiny-org/tiny-unet"
 TOKENIZER_ONLY = "tiny-org/tokenizer-only"
 GATED = "gated-org/tiny-gated"
@@ -184,6 +185,21 @@ def _embedder() -> Repo:
     return _repo_from(_root() / "embedder")
 
 
+def _reranker() -> Repo:
+    """A tiny BERT cross-encoder (one relevance score per pair), as sentence-transformers saves one."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = _bert_tokenizer()
+    torch.manual_seed(0)
+    base = _root() / "reranker-base"
+    BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, **SMALL_BERT, num_labels=1)).save_pretrained(base)
+    tok.save_pretrained(base)
+    CrossEncoder(str(base), local_files_only=True).save(str(_root() / "reranker"))
+    return _repo_from(_root() / "reranker")
+
+
 def _unet() -> Repo:
     import torch
     from diffusers import UNet2DModel
@@ -204,7 +220,7 @@ def _huge() -> Repo:
 
 
 BUILDERS = {GPT2: lambda: _gpt2(0), REGISTRY_GPT2: lambda: _gpt2(1), GATED: _gated, TOKENIZER_ONLY: _tokenizer_only,
-            BERT_NER: _bert_ner, REGISTRY_NER: _bert_ner, EMBEDDER: _embedder, UNET: _unet, HUGE: _huge}
+            BERT_NER: _bert_ner, REGISTRY_NER: _bert_ner, EMBEDDER: _embedder, REGISTRY_RERANKER: _reranker, UNET: _unet, HUGE: _huge}
 BUILDERS |= {name: (lambda seed=10 + i: _gpt2(seed)) for i, name in enumerate(FIVE)}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hubstub import (BERT_NER, EMBEDDER, GATED, GPT2, HUGE, REGISTRY_GPT2, TOKENIZER_ONLY, UNET,  # noqa: F401
+from hubstub import (BERT_NER, EMBEDDER, GATED, GPT2, HUGE, REGISTRY_GPT2, REGISTRY_RERANKER, TOKENIZER_ONLY, UNET,  # noqa: F401
                      forget_hub_models, hub, wait_for)
 from shared import hub as shared_hub
 from shared import loading
@@ -90,6 +90,32 @@ def test_embedder_downloads_and_embeds_through_the_rag_lab(hub):
     vectors = embedder.encode(["a cat sat on the mat", "stock markets fell"])
     assert vectors.shape == (2, 16)
     assert "hub" in embedder.reason
+
+
+def test_reranker_downloads_and_scores_through_the_rag_lab(hub):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spaces" / "rag_chat"))
+    import rag_index
+
+    hub.prepare(REGISTRY_RERANKER)
+    reranker, said = rag_index.get_reranker()
+    assert reranker is not None and "Re-ranking with" in said and "hub" in said, said
+    scores = rag_index.rerank_scores(reranker, [("who wrote it?", "Ada wrote it."), ("who?", "stocks fell")])
+    assert len(scores) == 2
+    assert len([r for r in hub.served(REGISTRY_RERANKER) if r[0] == "GET" and r[2] == "model.safetensors"]) == 1
+    again, _ = rag_index.get_reranker()
+    assert again is reranker  # one copy, from the bounded cache
+
+
+def test_reranker_refused_is_said_and_retrieval_goes_on(hub, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spaces" / "rag_chat"))
+    import rag_index
+
+    reranker, said = rag_index.get_reranker(GPT2)  # a causal LM, not a cross-encoder
+    assert reranker is None and said.startswith("Re-ranking off:") and "not a cross-encoder" in said, said
 
 
 def test_diffusers_unet_downloads_and_denoises(hub):

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared import hub
 from shared.imports import transformers_ready
-from shared.models import ModelUnavailable, valid_repo_id
+from shared.models import ModelUnavailable, cached, valid_repo_id
 from shared.paths import ASSETS
 
 CONFIG_DIR = ASSETS / "quantization_comparer" / "model_configs"
@@ -149,7 +149,7 @@ def weights_available(ref: ModelRef) -> tuple[bool, str]:
     """Can this model's weights be loaded here, and from where (for measuring)."""
     if ref.folder is not None:
         return True, "embedded"
-    if ref.hub_id and hub.in_local_cache(ref.hub_id, "config.json"):
+    if ref.hub_id and cached(ref.hub_id):  # weights too: reading a config caches only config.json
         return True, "local cache"
     if ref.hub_id and hub.hub_reachable():
         return True, "hub"

@@ -15,6 +15,7 @@ from shared import jobs
 from shared.device import gpu
 from shared.errors import UserError
 from shared.imports import transformers_ready
+from shared.loading import reserve
 from shared.memory import fmt_bytes, measure_footprint, param_bytes, process_rss, return_free_memory
 from shared.models import ModelUnavailable
 
@@ -87,17 +88,17 @@ def load_kwargs(precision: str, device: str) -> dict:
     return kw
 
 
-def load_at(ref: ModelRef, precision: str, device: str, source: str):
-    """The model loaded at `precision` (and not moved afterwards: bnb places its own weights)."""
+def load_at(ref: ModelRef, precision: str, device: str, where: str, offline: bool = True):
+    """The model loaded at `precision` from `where` (weights_folder()), not moved afterwards:
+    bnb places its own weights."""
     transformers_ready()
     from transformers import AutoModel, AutoModelForCausalLM
 
     _quiet()
-    where = str(ref.folder) if ref.folder is not None else ref.hub_id
     auto = AutoModelForCausalLM if ref.generative else AutoModel
     try:
         with BUILD_LOCK:  # never while an estimate has nn.Module patched for the meta device
-            model = auto.from_pretrained(where, local_files_only=source != "hub", **load_kwargs(precision, device))
+            model = auto.from_pretrained(where, local_files_only=offline, **load_kwargs(precision, device))
     except ModelUnavailable:
         raise
     except Exception as exc:
@@ -135,12 +136,16 @@ def quant_state_bytes(model) -> int:
     return total
 
 
-def _tokenizer(ref: ModelRef, source: str):
+def _tokenizer(ref: ModelRef, where: str, offline: bool = True):
     transformers_ready()
     from transformers import AutoTokenizer
 
-    where = str(ref.folder) if ref.folder is not None else ref.hub_id
-    return AutoTokenizer.from_pretrained(where, local_files_only=source != "hub")
+    try:
+        return AutoTokenizer.from_pretrained(where, local_files_only=offline)
+    except Exception as exc:
+        from shared.loading import _explain
+
+        raise ModelUnavailable(_explain(ref.hub_id or ref.name, exc)) from exc
 
 
 def perplexity(model, tokenizer, text: str, device: str, max_tokens: int = REFERENCE_TOKENS) -> tuple[float, int, float]:
@@ -240,7 +245,33 @@ def plan(model_name, precisions) -> Plan:
     ok, source = weights_available(ref)
     if not ok:
         raise ModelUnavailable(source)
+    if source in ("hub", "local cache"):  # a shared server loads only its list (shared.hubguard)
+        from quant_configs import shipped
+        from shared import hubguard
+        from shared.models import registered_ids
+
+        listed = ref.hub_id in registered_ids() or any(d.get("_name_or_path") == ref.hub_id for d in shipped().values())
+        if why := hubguard.policy_refusal(_spec(ref), listed):
+            raise ModelUnavailable(why)
     return Plan(ref, names, estimates, refused, source)
+
+
+def _spec(ref: ModelRef):
+    from shared.models import ModelSpec
+
+    return ModelSpec(ref.name, ref.hub_id or ref.name, "causal" if ref.generative else "encoder")
+
+
+def weights_folder(ref: ModelRef, source: str, device: str, progress=None) -> tuple[str, bool]:
+    """(where, local_files_only) for from_pretrained: the embedded folder, or the Hub model's files
+    downloaded first with progress (only those a load reads) by shared.loading, like every lab."""
+    if ref.folder is not None:
+        return str(ref.folder), True
+    from shared.loading import fetch
+    from shared.models import Choice
+
+    return fetch(Choice(_spec(ref), source, ""), device,
+                 progress and (lambda fraction, text: progress(0.05 * fraction, text)))
 
 
 @gpu(duration=GPU_SECONDS)
@@ -258,8 +289,9 @@ def measure(model_name, precisions, progress=None, device: str | None = None, ne
     p = plan(model_name, precisions)
     ref = p.ref
     device = device or pick_device()
-    progress(0.0, f"Loading the tokenizer of {ref.name}")
-    tokenizer = _tokenizer(ref, p.source)
+    where, offline = weights_folder(ref, p.source, device, progress)
+    progress(0.05, f"Loading the tokenizer of {ref.name}")
+    tokenizer = _tokenizer(ref, where, offline)
     text = reference_text()
     results, steps, stopped = {}, len(p.precisions), False
     for i, prec in enumerate(p.precisions):
@@ -273,39 +305,42 @@ def measure(model_name, precisions, progress=None, device: str | None = None, ne
             continue
         progress(i / steps, f"{prec}: loading {ref.name} ({i + 1}/{steps})")
         _free()
-        start = time.perf_counter()
-        with measure_footprint() as fp:
-            model = load_at(ref, prec, device, p.source)
-        load_s = time.perf_counter() - start
-        params = param_bytes(model)
-        qstate = quant_state_bytes(model)
-        measured = params + qstate
-        row.update(measured_bytes=measured, params_buffers_bytes=params, quant_state_bytes=qstate,
-                   get_memory_footprint=int(model.get_memory_footprint()), rss_delta_bytes=int(fp.rss_bytes),
-                   device_delta_bytes=int(fp.device_bytes), load_s=round(load_s, 3),
-                   error_pct=round(100 * (est.bytes - measured) / measured, 3),
-                   naive_error_pct=round(100 * (est.naive_bytes - measured) / measured, 2),
-                   measured_formula=(f"parameters + buffers {fmt_bytes(params)} (model.get_memory_footprint()) "
-                                     f"+ quantization state {fmt_bytes(qstate)} (absmax/scales outside parameters) "
-                                     f"= {fmt_bytes(measured)}"))
-        progress((i + 0.5) / steps, f"{prec}: perplexity and generation")
-        if ref.generative:
-            ppl, n_tok, _ = perplexity(model, tokenizer, text, device, reference_tokens)
-            cont, ids, secs = continue_text(ref, model, tokenizer, device, PROMPT, new_tokens)
-            row.update(perplexity=round(ppl, 4), perplexity_tokens=n_tok, continuation=cont, continuation_ids=ids,
-                       ms_per_token=round(1000 * secs / max(len(ids), 1), 2),
-                       speed_formula=f"greedy generate of {len(ids)} new tokens took {secs:.2f} s / {len(ids)}")
-        else:
-            n_tok, secs = encode_speed(model, tokenizer, text, device)
-            row.update(perplexity=None, continuation=None, ms_per_token=round(1000 * secs / max(n_tok, 1), 3),
-                       speed_formula=f"one encoder forward pass over {n_tok} tokens took {secs:.3f} s / {n_tok}",
-                       generation="not applicable: " + ref.name + " is an encoder (no next-token head).")
-        # Weights loaded from safetensors can stay memory-mapped until first touched, so the RSS
-        # delta right after loading can be far below the model's size; after use it is not.
-        row["rss_after_use_bytes"] = int(process_rss() - fp.rss_before)
-        results[prec] = row
-        del model
-        _free()
+        # Room in the server's model budget (shared.modelcache) for this load, other labs' models
+        # unloaded first if need be; held while the model is measured, then freed.
+        with reserve(("quantization", ref.hub_id or ref.name, prec), device, est.bytes):
+            start = time.perf_counter()
+            with measure_footprint() as fp:
+                model = load_at(ref, prec, device, where, offline)
+            load_s = time.perf_counter() - start
+            params = param_bytes(model)
+            qstate = quant_state_bytes(model)
+            measured = params + qstate
+            row.update(measured_bytes=measured, params_buffers_bytes=params, quant_state_bytes=qstate,
+                       get_memory_footprint=int(model.get_memory_footprint()), rss_delta_bytes=int(fp.rss_bytes),
+                       device_delta_bytes=int(fp.device_bytes), load_s=round(load_s, 3),
+                       error_pct=round(100 * (est.bytes - measured) / measured, 3),
+                       naive_error_pct=round(100 * (est.naive_bytes - measured) / measured, 2),
+                       measured_formula=(f"parameters + buffers {fmt_bytes(params)} (model.get_memory_footprint()) "
+                                         f"+ quantization state {fmt_bytes(qstate)} (absmax/scales outside parameters) "
+                                         f"= {fmt_bytes(measured)}"))
+            progress((i + 0.5) / steps, f"{prec}: perplexity and generation")
+            if ref.generative:
+                ppl, n_tok, _ = perplexity(model, tokenizer, text, device, reference_tokens)
+                cont, ids, secs = continue_text(ref, model, tokenizer, device, PROMPT, new_tokens)
+                row.update(perplexity=round(ppl, 4), perplexity_tokens=n_tok, continuation=cont, continuation_ids=ids,
+                           ms_per_token=round(1000 * secs / max(len(ids), 1), 2),
+                           speed_formula=f"greedy generate of {len(ids)} new tokens took {secs:.2f} s / {len(ids)}")
+            else:
+                n_tok, secs = encode_speed(model, tokenizer, text, device)
+                row.update(perplexity=None, continuation=None, ms_per_token=round(1000 * secs / max(n_tok, 1), 3),
+                           speed_formula=f"one encoder forward pass over {n_tok} tokens took {secs:.3f} s / {n_tok}",
+                           generation="not applicable: " + ref.name + " is an encoder (no next-token head).")
+            # Weights loaded from safetensors can stay memory-mapped until first touched, so the RSS
+            # delta right after loading can be far below the model's size; after use it is not.
+            row["rss_after_use_bytes"] = int(process_rss() - fp.rss_before)
+            del model
+            _free()
+            results[prec] = row
     _compare_quality(results)
     progress(1.0, "done")
     return dict(model=ref.name, hub_id=ref.hub_id, source=p.source, kind=ref.kind, device=device, note=ref.note,

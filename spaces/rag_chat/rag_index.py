@@ -242,35 +242,29 @@ class Embedder:
 
 def get_embedder(requested: str | None = None) -> Embedder:
     """The embedded MiniLM, or bge-small/bge-base when asked for and reachable (falls back to
-    MiniLM with the reason otherwise). Loaded once per process, shared read-only."""
-    from shared.loading import load_embedder, once
+    MiniLM with the reason otherwise). The model lives in shared.loading's bounded cache, shared
+    read-only; this wrapper holds no copy of its own, so an unloaded model is really freed."""
+    from shared.loading import load_embedder
 
     model, choice = load_embedder(requested or None)
-    return once(("rag", "embedder", choice.spec.hub_id, choice.source),
-                lambda: Embedder(model, choice.spec.name, f"{choice.source}: {choice.reason}"))
+    return Embedder(model, choice.spec.name, f"{choice.source}: {choice.reason}")
 
 
 def get_reranker(requested: str | None = None):
-    """(CrossEncoder or None, message). Only when the Hub or the local cache has one."""
-    from shared.loading import once
-    from shared.models import ModelUnavailable, REGISTRY, resolve
+    """(CrossEncoder or None, message). Only when the Hub or the local cache has one; loaded through
+    shared.loading (size guard, download with progress, bounded cache) like every Hub model."""
+    from shared.loading import load_pretrained
+    from shared.models import ModelUnavailable, REGISTRY
 
-    name = requested or REGISTRY["reranker"][0].hub_id
-    try:
-        choice = resolve("reranker", name, fallback=False)
-    except ModelUnavailable as exc:
-        return None, f"Re-ranking off: {exc}"
-    key = choice.spec.hub_id
-
-    def build():
+    def build(where, offline):
         from sentence_transformers import CrossEncoder
 
-        return CrossEncoder(key, local_files_only=choice.source != "hub")
+        return CrossEncoder(where, local_files_only=offline)
 
     try:
-        model = once(("rag", "reranker", key), build)
-    except Exception as exc:  # noqa: BLE001  a failed load is said, and tried again next time
-        return None, f"Re-ranking off: could not load {key}: {type(exc).__name__}"
+        model, choice = load_pretrained("reranker", requested or REGISTRY["reranker"][0].hub_id, build)
+    except ModelUnavailable as exc:
+        return None, f"Re-ranking off: {exc}"
     return model, f"Re-ranking with {choice.spec.name} ({choice.source})"
 
 
