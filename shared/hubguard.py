@@ -339,9 +339,9 @@ def check(spec, role: str, source: str, device: str | None = None) -> Estimate |
     try:
         info = hub.repo_info(spec.hub_id)
     except Exception as exc:  # noqa: BLE001
-        from shared.loading import _explain
+        from shared.loading import explain
 
-        refusal = ModelUnavailable(_explain(spec.hub_id, exc))
+        refusal = ModelUnavailable(explain(spec.hub_id, exc))
         status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
         refusal.no_answer = type(exc).__name__ in hub.DOWNLOAD_CONNECTION_ERRORS or status >= 500
         raise refusal from exc

@@ -98,7 +98,7 @@ def unload(match: Callable[[tuple], bool] | None = None) -> int:
     return _models.unload(match)
 
 
-def _origin(choice: Choice) -> str:
+def origin(choice: Choice) -> str:
     # A Hub model is the same model whether it came from the Hub a minute ago or from the cache now.
     return choice.source if choice.source in ("embedded", "local folder") else "hub"
 
@@ -110,7 +110,7 @@ def _note(choice: Choice, reloaded: bool, key: tuple) -> Choice:
                                                "for other models within this server's memory budget")
 
 
-def _estimate(choice: Choice, device: str) -> int:
+def estimate_bytes(choice: Choice, device: str) -> int:
     if choice.source in ("embedded", "local folder"):
         return 0
     est = hubguard.estimate(choice.spec, choice.source, device)
@@ -130,7 +130,7 @@ def fetch(choice: Choice, device: str | None = None, progress=None) -> tuple[str
     except ModelUnavailable:
         raise
     except Exception as exc:  # gated (401), removed meanwhile: one line for the UI
-        raise ModelUnavailable(_explain(choice.spec.hub_id, exc)) from exc
+        raise ModelUnavailable(explain(choice.spec.hub_id, exc)) from exc
 
 
 def load_causal_lm(requested: str | None = None, fallback: bool = True, device: str | None = None,
@@ -140,9 +140,9 @@ def load_causal_lm(requested: str | None = None, fallback: bool = True, device: 
     choice = resolve("causal", requested, fallback)
     device = device or pick_device()
     dtype = pick_dtype(device)
-    key = ("causal", choice.spec.hub_id, _origin(choice), device)
+    key = ("causal", choice.spec.hub_id, origin(choice), device)
     (model, tokenizer), reloaded = cached_model(key, lambda: _load_causal(choice, device, dtype, progress),
-                                                device, lambda: _estimate(choice, device))
+                                                device, lambda: estimate_bytes(choice, device))
     return Loaded(model, tokenizer, _note(choice, reloaded, key), device, str(dtype).removeprefix("torch."))
 
 
@@ -166,7 +166,7 @@ def _load_causal(choice: Choice, device: str, dtype, progress=None):
     except ModelUnavailable:
         raise
     except Exception as exc:  # gated, missing, corrupt: one clear line for the UI
-        raise ModelUnavailable(_explain(choice.spec.hub_id, exc)) from exc
+        raise ModelUnavailable(explain(choice.spec.hub_id, exc)) from exc
     model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -180,7 +180,7 @@ def _is_causal(config, mapping) -> bool:
     return type(config) in mapping and (not archs or any(a.endswith(causal_heads) for a in archs))
 
 
-def _explain(model_id: str, exc: Exception) -> str:
+def explain(model_id: str, exc: Exception) -> str:
     name = type(exc).__name__
     if name in hub.DOWNLOAD_CONNECTION_ERRORS:
         return (f"The Hugging Face Hub did not answer about {model_id} ({name}); try again in a minute, or pick "
@@ -209,10 +209,10 @@ def load_embedder(requested: str | None = None, fallback: bool = True, device: s
         try:
             return SentenceTransformer(where, device=device, local_files_only=offline)
         except Exception as exc:
-            raise ModelUnavailable(_explain(choice.spec.hub_id, exc)) from exc
+            raise ModelUnavailable(explain(choice.spec.hub_id, exc)) from exc
 
-    key = ("embeddings", choice.spec.hub_id, _origin(choice), device)
-    model, reloaded = cached_model(key, build, device, lambda: _estimate(choice, device))
+    key = ("embeddings", choice.spec.hub_id, origin(choice), device)
+    model, reloaded = cached_model(key, build, device, lambda: estimate_bytes(choice, device))
     return model, _note(choice, reloaded, key)
 
 
@@ -235,10 +235,10 @@ def load_pretrained(role: str, requested: str, build: Callable[[str, bool], Any]
         except ModelUnavailable:
             raise
         except Exception as exc:
-            raise ModelUnavailable(_explain(choice.spec.hub_id, exc)) from exc
+            raise ModelUnavailable(explain(choice.spec.hub_id, exc)) from exc
 
-    key = (role, choice.spec.hub_id, _origin(choice), device)
-    model, reloaded = cached_model(key, load, device, lambda: _estimate(choice, device))
+    key = (role, choice.spec.hub_id, origin(choice), device)
+    model, reloaded = cached_model(key, load, device, lambda: estimate_bytes(choice, device))
     return model, _note(choice, reloaded, key)
 
 

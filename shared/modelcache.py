@@ -68,6 +68,8 @@ def main_module(value):
         import torch
     except ImportError:  # pragma: no cover - every lab that loads models has torch
         return None
+    if isinstance(value, dict):  # a lab's bundle: {"model": ..., "lock": ...}
+        value = list(value.values())
     candidates = list(value) if isinstance(value, (tuple, list)) else [value, getattr(value, "model", None),
                                                                       getattr(value, "unet", None)]
     for c in candidates:
@@ -166,8 +168,12 @@ class ModelCache:
                 finally:
                     with self._lock:
                         self._loading.pop(key, None)
-                entry = Entry(key, value, device, measured_bytes(value) or int(estimate), main_module(value))
-                del value  # from here on only the entry holds it, so its reference count is the baseline
+                # In use = held outside the cache: the module callers unpack from a (model, tokenizer)
+                # pair, else what they hold (a model, a pipeline, a lab's dict bundle whose module may be
+                # wrapped for good, e.g. by peft).
+                holder = main_module(value) if isinstance(value, (tuple, list)) else value
+                entry = Entry(key, value, device, measured_bytes(value) or int(estimate), holder)
+                del value, holder  # from here on only the entry holds it, so its reference count is the baseline
                 with self._lock:
                     reloaded = key in self._evicted
                     entry.loads += self._evicted.get(key, 0)
@@ -182,15 +188,15 @@ class ModelCache:
         measurements): least recently used models are unloaded first so it fits the budget, and while
         it lasts its bytes count as loading, so other loads make room for it too."""
         estimate = int(estimate or 0)
-        with self._large if estimate >= LARGE_LOAD_BYTES else nullcontext():
-            self._make_room(device, estimate)
+        with self._large if estimate >= LARGE_LOAD_BYTES else nullcontext():  # not for the whole block:
+            self._make_room(device, estimate)                                  # it may last minutes (training)
             with self._lock:
                 self._loading[key] = (_device_kind(device), estimate)
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self._loading.pop(key, None)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
 
     def _touch(self, entry: Entry):
         self._entries.move_to_end(entry.key)

@@ -76,6 +76,18 @@ REGISTRY: dict[str, list[ModelSpec]] = {
         ModelSpec("bert-base-NER", "dslim/bert-base-NER", "ner", size=SMALL),
         ModelSpec("GLiNER medium v2.1 (zero-shot)", "urchade/gliner_medium-v2.1", "ner", size=SMALL),
     ],
+    "diffusion": [
+        ModelSpec("Digits UNet (embedded)", "assets/diffusion_digits", "diffusion", True,
+                  "A 1.16M-parameter class-conditional UNet trained by this project on scikit-learn's 1,797 "
+                  "handwritten digits (16x16, grey). Knows the ten digits and nothing else.", size=TINY),
+        ModelSpec("sd-turbo", "stabilityai/sd-turbo", "diffusion",
+                  note="Stable Diffusion 2.1 distilled to 1-4 steps, 512x512; no guidance.", size=SMALL),
+        ModelSpec("SDXL-turbo (GPU)", "stabilityai/sdxl-turbo", "diffusion",
+                  note="SDXL distilled to 1-4 steps, 512x512; no guidance.", size=LARGE, needs_gpu=True),
+        ModelSpec("Stable Diffusion 1.5 (GPU)", "stable-diffusion-v1-5/stable-diffusion-v1-5", "diffusion",
+                  note="The classic latent diffusion model: 25-50 steps, guidance 7.5, 512x512.", size=SMALL,
+                  needs_gpu=True),
+    ],
 }
 
 

@@ -94,6 +94,19 @@ def test_lru_order_follows_use(cache, monkeypatch):
     assert reloaded and cache.resident_bytes("cpu") <= 2.5 * MB
 
 
+def test_a_bundle_held_by_a_request_stays_and_a_reservation_makes_room(cache, monkeypatch):
+    budget(monkeypatch, 2.5)
+    bundle, _ = cache.get(("m", "bundle"), lambda: {"model": module(1), "lock": threading.Lock()})
+    bundle["wrapped"] = bundle["model"]  # e.g. peft wrapping the model for good: still not "in use"
+    cache.get(("m", "b"), lambda: module(1))
+    cache.get(("m", "c"), lambda: module(1))  # over budget: the held bundle stays, b goes
+    assert ("m", "bundle") in cache and ("m", "b") not in cache
+    del bundle
+    with cache.reserve(("m", "measured"), "cpu", int(2 * MB)):  # a load measured then freed (quantization lab)
+        assert ("m", "bundle") not in cache and cache.resident_bytes("cpu") <= 2.5 * MB
+    assert cache.resident_bytes("cpu") <= 1 * MB  # the reservation ended with the block
+
+
 def test_a_full_cache_waits_then_refuses(cache, monkeypatch):
     budget(monkeypatch, 1.5)
     monkeypatch.setattr(modelcache, "ROOM_WAIT_S", 0.3)

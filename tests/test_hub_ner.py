@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from hubstub import REGISTRY_NER, hub  # noqa: F401
+from hubstub import REGISTRY_NER, forget_hub_models, hub  # noqa: F401
 
 
 @pytest.fixture
@@ -13,12 +13,8 @@ def ner_models():
     sys.path.insert(0, str(ROOT / "spaces" / "ner_tagger"))
     import ner_models
 
-    from shared import loading
-
-    key = ("ner", ner_models.HubTagger.key)
-    loading.forget(key)
     yield ner_models
-    loading.forget(key)  # the lab keeps it for the process: leave the real model's place empty
+    forget_hub_models()  # the bounded cache keeps it: leave no stand-in model under the real id
 
 
 def test_hub_tagger_downloads_and_tags(hub, ner_models):
@@ -32,3 +28,11 @@ def test_hub_tagger_downloads_and_tags(hub, ner_models):
     for e in entities:
         assert 0 <= e["start"] < e["end"] <= len(text) and text[e["start"]:e["end"]] == e["text"]
     assert [r for r in hub.served(REGISTRY_NER) if r[0] == "GET" and r[2] == "model.safetensors"]
+    assert ner_models.BERT.load() is ner_models.BERT.load()  # one copy, from the bounded cache
+
+
+def test_hub_tagger_refused_on_a_shared_server_when_not_listed(hub, ner_models, monkeypatch):
+    monkeypatch.setenv("GENAI_LAB_PUBLIC", "1")
+    monkeypatch.setattr(ner_models.HubTagger, "hub_id", "tiny-org/tiny-bert-ner")
+    with pytest.raises(ner_models.TaggerError, match="loads only the models in its list"):
+        ner_models.HubTagger().load()

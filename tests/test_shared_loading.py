@@ -48,7 +48,7 @@ def test_corrupt_model_folder_is_one_clear_line(tmp_path):
 ])
 def test_errors_are_explained(name, text, expect):
     exc = type(name, (Exception,), {})(text)
-    assert expect in loading._explain("org/model", exc)
+    assert expect in loading.explain("org/model", exc)
 
 
 def test_embedded_embedder_loads(tmp_path):

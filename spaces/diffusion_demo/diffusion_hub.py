@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from shared.device import gpu, pick_device, pick_dtype
-from shared.loading import once
 from shared.models import Choice, ModelUnavailable, resolve
 
 import diffusion_logic as logic
@@ -62,23 +61,28 @@ def _model_index(choice: Choice) -> dict:
 
 
 def load(choice: Choice):
-    """The pipeline on the lab's device and dtype, loaded once per process."""
+    """(pipeline, device): on the lab's device and dtype, from shared.loading's bounded model cache (a Hub
+    pipeline's files downloaded first, with the size guard resolve() ran), shared by every session."""
+    from shared.loading import cached_model, estimate_bytes, fetch, origin
+
     device = pick_device()
     dtype = pick_dtype(device)
 
     def build():
         (DiffusionPipeline,) = diffusers_classes("DiffusionPipeline")
         _model_index(choice)
+        where, offline = (choice.spec.hub_id, True) if choice.source == "local folder" else fetch(choice, device)
         try:
-            pipe = DiffusionPipeline.from_pretrained(choice.spec.hub_id, dtype=dtype,
-                                                     local_files_only=choice.source != "hub")
+            pipe = DiffusionPipeline.from_pretrained(where, dtype=dtype, local_files_only=offline)
         except Exception as exc:  # noqa: BLE001
             raise ModelUnavailable(f"Could not load {choice.spec.hub_id}: {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
 
-    return once(("diffusion_hub", choice.spec.hub_id, choice.source, device), build), device
+    key = ("diffusion", choice.spec.hub_id, origin(choice), device)
+    pipe, _ = cached_model(key, build, device, lambda: estimate_bytes(choice, device))
+    return pipe, device
 
 
 def _conditioning(pipe, prompt: str, guided: bool, device: str):

@@ -18,7 +18,7 @@ from typing import Callable
 
 from shared.device import gpu, pick_device
 from shared.errors import UserError
-from shared.models import LARGE, SMALL, REGISTRY, ModelSpec
+from shared.models import REGISTRY
 
 import diffusion_model as dm
 from diffusion_sampling import (SCHEDULER_NOTES, SCHEDULERS, UnknownScheduler, denoise,  # noqa: F401
@@ -49,19 +49,7 @@ MAX_PROMPT_CHARS = 500
 HUB_MAX_STEPS = 100
 HUB_MAX_N = 4
 
-EMBEDDED_NAME = "Digits UNet (embedded)"
-REGISTRY["diffusion"] = [
-    ModelSpec(EMBEDDED_NAME, "assets/diffusion_digits", "diffusion", True,
-              "A 1.16M-parameter class-conditional UNet trained by this project on scikit-learn's 1,797 "
-              "handwritten digits (16x16, grey). Knows the ten digits and nothing else.", size="tiny"),
-    ModelSpec("sd-turbo", "stabilityai/sd-turbo", "diffusion",
-              note="Stable Diffusion 2.1 distilled to 1-4 steps, 512x512; no guidance.", size=SMALL),
-    ModelSpec("SDXL-turbo (GPU)", "stabilityai/sdxl-turbo", "diffusion",
-              note="SDXL distilled to 1-4 steps, 512x512; no guidance.", size=LARGE, needs_gpu=True),
-    ModelSpec("Stable Diffusion 1.5 (GPU)", "stable-diffusion-v1-5/stable-diffusion-v1-5", "diffusion",
-              note="The classic latent diffusion model: 25-50 steps, guidance 7.5, 512x512.", size=SMALL,
-              needs_gpu=True),
-]
+EMBEDDED_NAME = REGISTRY["diffusion"][0].name  # the registry (shared.models) lists this lab's models
 
 
 class BadSetting(UserError):

@@ -208,20 +208,24 @@ def fresh_base(requested: str = ""):
 
     from shared import embedded
     from shared.device import pick_device
+    from shared.errors import UserError
+    from shared.loading import explain, fetch
     from shared.models import resolve
 
     choice = resolve("causal", requested or None)
-    where = str(embedded.smollm2_folder()) if choice.source == "embedded" else choice.spec.hub_id
-    offline = choice.source != "hub"
+    device = pick_device()
     try:
+        # A Hub model's files come through shared.loading (policy and size checked by resolve, download
+        # with progress into the HF cache); then it loads from there like the embedded one.
+        where, offline = (str(embedded.smollm2_folder()), True) if choice.source == "embedded" \
+            else fetch(choice, device)
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(where, local_files_only=offline)
     except Exception as exc:  # noqa: BLE001
-        raise TrainError(f"Could not load {choice.spec.hub_id} for training: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+        raise TrainError(f"Could not load {choice.spec.hub_id} for training: {exc}" if isinstance(exc, UserError)
+                         else explain(choice.spec.hub_id, exc)) from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    device = pick_device()
     if device != "cpu":
         from shared.device import pick_dtype
 

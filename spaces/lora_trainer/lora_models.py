@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from shared import embedded
 from shared.device import pick_device, pick_dtype
 from shared.imports import transformers_ready
-from shared.loading import once
+from shared.loading import cached_model, estimate_bytes, explain, fetch, once, origin
 from shared.models import REGISTRY, Choice, ModelUnavailable, resolve
 
 ROLE = "chat"
@@ -69,9 +69,17 @@ def config(src: Source):
     return once(("lora_config", src.key), build)
 
 
-def load_for_training(src: Source, qlora: bool = False, device: str | None = None):
+def weights(src: Source, device: str, progress=None) -> tuple[str, bool]:
+    """(where, local_files_only): a Hub model's files are downloaded first, with progress, by
+    shared.loading (only those a load reads); the embedded model, a folder or a cached one as they are."""
+    if src.choice.source != "hub":
+        return src.where, src.local_only
+    return fetch(src.choice, device, progress)
+
+
+def load_for_training(src: Source, qlora: bool = False, device: str | None = None, progress=None):
     """A fresh copy of the base model for one run (fp32 on a CPU, bf16/fp16 on a GPU; 4-bit NF4 with
-    double quantization when `qlora`)."""
+    double quantization when `qlora`). `progress(fraction, message)` hears about a Hub download."""
     transformers_ready()
     import torch
     from transformers import AutoModelForCausalLM
@@ -87,11 +95,11 @@ def load_for_training(src: Source, qlora: bool = False, device: str | None = Non
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute)
         kwargs["device_map"] = {"": device if device != "cuda" else 0}
+    where, kwargs["local_files_only"] = weights(src, device, progress)
     try:
-        model = AutoModelForCausalLM.from_pretrained(src.where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     except Exception as exc:  # noqa: BLE001  missing, gated, corrupt: one line
-        raise ModelUnavailable(f"Could not load {src.choice.spec.name}: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+        raise ModelUnavailable(explain(src.choice.spec.hub_id, exc)) from exc
     if not qlora:
         model.to(device)
     return model
@@ -99,12 +107,17 @@ def load_for_training(src: Source, qlora: bool = False, device: str | None = Non
 
 def comparison_model(src: Source):
     """The one shared copy of the base weights used to compare base and adapters (peft's adapter
-    toggle switches between them), with a lock so one generation runs on it at a time."""
+    toggle switches between them), with a lock so one generation runs on it at a time. It lives in
+    shared.loading's bounded model cache: unloaded when unused and other models need the room."""
     import threading
 
+    device = pick_device()
+
     def build():
-        model = load_for_training(src)
+        model = load_for_training(src, device=device)
         model.eval()
         return {"model": model, "lock": threading.Lock(), "adapters": set()}
 
-    return once(("lora_compare", src.key), build)
+    key = ("lora_compare", src.choice.spec.hub_id, origin(src.choice), device)
+    bundle, _ = cached_model(key, build, device, lambda: estimate_bytes(src.choice, device))
+    return bundle

@@ -4,6 +4,7 @@ the adapter written atomically with its model card, and every run recorded in SQ
 found again after a page reload. Also the 2-step time probe. No gradio here."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from shared import jobs, memory, store
 from shared.errors import UserError
-from shared.loading import once
+from shared.loading import once, reserve
 
 import lora_config as lc
 import lora_data
@@ -197,14 +198,15 @@ def _datasets(p: Prepared):
     return train, evals
 
 
-def build_trainer(p: Prepared, out_dir: Path, steps: int, callbacks=(), with_eval: bool = True):
-    """An SFTTrainer for `p` (a fresh copy of the base model; LoRA attached by trl through peft_config)."""
+def build_trainer(p: Prepared, out_dir: Path, steps: int, callbacks=(), with_eval: bool = True, progress=None):
+    """An SFTTrainer for `p` (a fresh copy of the base model; LoRA attached by trl through peft_config).
+    `progress(fraction, message)` hears about a Hub model's download."""
     from datasets.utils.logging import disable_progress_bar
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
     disable_progress_bar()  # the job's progress is the lab's progress bar
-    model = lora_models.load_for_training(p.src, qlora=p.cfg.qlora)
+    model = lora_models.load_for_training(p.src, qlora=p.cfg.qlora, progress=progress)
     tokenizer = lora_models.tokenizer(p.src)
     train, evals = _datasets(p)
     # Eval during training EVAL_POINTS times on runs long enough for a curve; short runs: before and after only.
@@ -267,13 +269,16 @@ def run(job: jobs.Job, p: Prepared) -> dict:
               "eval_loss_after": None}
     try:
         import_training_stack()  # its memory belongs to the runtime, not to this run
-        with memory.track_peak_rss() as peak:
+        with memory.track_peak_rss() as peak, contextlib.ExitStack() as held:
             runtime = peak.start
             est = lora_estimate.estimate(p.cfg, seq_len=p.longest, runtime_bytes=runtime)
+            # The run's memory counts in the server's model budget (other labs' unused models make room).
+            held.enter_context(reserve(("lora_train", run_id), est["device"], est["lora_bytes"] - runtime))
             job.report(0.0, "loading the model")
             job.check_stop()
             clock = _step_callback(job, peak, steps)
-            trainer = build_trainer(p, folder / "work", steps, [jobs.trainer_callback(job, steps), clock])
+            trainer = build_trainer(p, folder / "work", steps, [jobs.trainer_callback(job, steps), clock],
+                                    progress=lambda _fraction, text: job.report(None, text))
             job.check_stop()
             if p.eval_rows:
                 job.report(0.0, "eval loss before training")

@@ -217,15 +217,16 @@ class HubTagger(TransformersTagger):
         return True, choice.reason
 
     def load(self):
-        choice = self._choice()
+        """Through shared.loading like every Hub model: policy, size guard, download with progress,
+        the bounded model cache (it may be unloaded when unused and load again)."""
+        from shared.loading import load_pretrained
+        from shared.models import ModelUnavailable
 
-        def build():
-            try:
-                return _load_token_classifier(self.hub_id, choice.source == "local cache")
-            except Exception as exc:  # network dropped mid-download, corrupt cache...
-                raise TaggerError(f"Could not load {self.hub_id}: {type(exc).__name__}: {str(exc)[:200]}") from exc
-
-        return once(("ner", self.key), build)
+        try:
+            model, _ = load_pretrained("ner", self.hub_id, _load_token_classifier)
+        except ModelUnavailable as exc:  # refused, gated, dropped mid-download, corrupt cache...
+            raise TaggerError(f"{self.info.name} is not available here: {exc}") from exc
+        return model
 
 
 class GlinerTagger(Tagger):
@@ -255,7 +256,14 @@ class GlinerTagger(Tagger):
             raise TaggerError(f"GLiNER is not available here: {why}.")
         from gliner import GLiNER
 
-        model = once(("ner", self.key), lambda: GLiNER.from_pretrained(self.hub_id))
+        from shared.loading import load_pretrained
+        from shared.models import ModelUnavailable
+
+        try:
+            model, _ = load_pretrained("ner", self.hub_id,
+                                       lambda where, offline: GLiNER.from_pretrained(where, local_files_only=offline))
+        except ModelUnavailable as exc:
+            raise TaggerError(f"GLiNER is not available here: {exc}") from exc
         labels = [l.strip() for l in (labels or self.default_labels) if l and l.strip()][:20]
         out = []
         for e in _gliner_predict(model, text, labels):

@@ -139,9 +139,9 @@ def resolve_model(name: str) -> ModelRef:
     try:
         config = AutoConfig.from_pretrained(text, local_files_only=source == "local cache")
     except Exception as exc:  # gated, missing, not a transformers model
-        from shared.loading import _explain
+        from shared.loading import explain
 
-        raise ModelUnavailable(_explain(text, exc)) from exc
+        raise ModelUnavailable(explain(text, exc)) from exc
     return ModelRef(text, text, source, _kind(config), config, None, f"Config read from the {source}.")
 
 

@@ -102,9 +102,9 @@ def load_at(ref: ModelRef, precision: str, device: str, where: str, offline: boo
     except ModelUnavailable:
         raise
     except Exception as exc:
-        from shared.loading import _explain
+        from shared.loading import explain
 
-        raise ModelUnavailable(_explain(ref.hub_id or ref.name, exc)) from exc
+        raise ModelUnavailable(explain(ref.hub_id or ref.name, exc)) from exc
     if device not in ("cpu", "cuda") and precision not in QUANTIZED:
         model.to(device)
     return model.eval()
@@ -143,9 +143,9 @@ def _tokenizer(ref: ModelRef, where: str, offline: bool = True):
     try:
         return AutoTokenizer.from_pretrained(where, local_files_only=offline)
     except Exception as exc:
-        from shared.loading import _explain
+        from shared.loading import explain
 
-        raise ModelUnavailable(_explain(ref.hub_id or ref.name, exc)) from exc
+        raise ModelUnavailable(explain(ref.hub_id or ref.name, exc)) from exc
 
 
 def perplexity(model, tokenizer, text: str, device: str, max_tokens: int = REFERENCE_TOKENS) -> tuple[float, int, float]:
