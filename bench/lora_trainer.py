@@ -170,9 +170,8 @@ def write_results(speed, know, args, started, load, load_end):
     lines = [
         "# LoRA trainer benchmark", "",
         f"Run {started} with `python bench/lora_trainer.py --steps {args.steps}` on the project machine (2 CPU cores, "
-        f"no GPU), **shared with other engineers' jobs** (load average {load[0]:.1f} at start, {load_end[0]:.1f} at "
-        "the end, on 2 cores): absolute seconds are inflated by that load; the lab/plain ratio, measured in "
-        "alternating runs of one invocation, is the comparable figure. Each run is a fresh process "
+        f"no GPU), load average {load[0]:.1f} at start and {load_end[0]:.1f} at the end, on 2 cores (other jobs "
+        "inflate absolute seconds; the lab/plain ratio, measured in one invocation, is the comparable figure). Each run is a fresh process "
         "(peak RSS = its ru_maxrss)." + (" The 30-step knowledge run ran alongside the speed runs (`--parallel`)."
                                           if args.parallel else ""), "",
         "SmolLM2-135M-Instruct (embedded, fp32), batch 4, every row 128 tokens, LoRA r=8 alpha 16, "

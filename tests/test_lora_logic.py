@@ -226,6 +226,10 @@ def test_estimate_counts_lora_exactly_and_full_finetune_costs_more(lab):
     parts = {p["part"]: p["bytes"] for p in est["lora"]}
     assert parts["weights"] == total * 4 and parts["optimizer state"] == trainable * 8
     assert parts["activations"] > 0 and est["lora_bytes"] == sum(parts.values())
+    vocab = AutoModelForCausalLM.from_pretrained(lab).config.vocab_size
+    logits = 2 * 64 * vocab * 4  # batch x length x vocab, fp32
+    assert parts["workspace"] == lora_estimate.WORKSPACE_LOGITS * logits + int(
+        lora_estimate.TEMPORARIES_PER_ACTIVATION * parts["activations"])  # calibrated in bench/lora_trainer.py
     assert est["full_bytes"] > est["lora_bytes"]
     wider = lora_estimate.estimate(lc.parse({"model": lab, "r": 4, "batch_size": 4, "max_length": 64}),
                                    runtime_bytes=0)

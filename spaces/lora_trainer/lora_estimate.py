@@ -16,6 +16,12 @@ import lora_models
 # logits and the softmax buffer of the cross-entropy backward (trl's entropy/accuracy metrics are freed
 # by then). Checked against measured peaks in bench/lora_trainer.py.
 WORKSPACE_LOGITS = 2
+# What a training step holds beyond the tensors autograd saves: backward's gradient buffers, forward
+# temporaries and the blocks the allocator keeps after they are freed, as a share of the saved
+# activations. Measured on this CPU without gradient checkpointing (bench/lora_trainer.py and
+# bench/results/lora_trainer.md): the peak RSS minus every other part was 0.75-0.83x the traced
+# activations for q,v and all-linear, batch 4 x 128 and 8 x 64.
+TEMPORARIES_PER_ACTIVATION = 0.8
 
 
 @functools.lru_cache(maxsize=32)
@@ -62,7 +68,11 @@ def estimate(cfg: lc.TrainConfig, seq_len: int | None = None, device: str | None
     width = memory.dtype_bytes(dtype)
     vocab = getattr(getattr(config, "text_config", None) or config, "vocab_size", 0)
     logits = cfg.batch_size * seq * vocab * 4  # logits are upcast to fp32 for the loss
-    workspace = WORKSPACE_LOGITS * logits
+    workspace = WORKSPACE_LOGITS * logits + int(TEMPORARIES_PER_ACTIVATION * acts)
+    full_workspace = WORKSPACE_LOGITS * logits + int(TEMPORARIES_PER_ACTIVATION * full_acts)
+    workspace_note = (f"loss and backward temporaries: {WORKSPACE_LOGITS} x the fp32 logits "
+                      f"({memory.fmt_bytes(logits)} each) + {TEMPORARIES_PER_ACTIVATION:g} x the activations "
+                      "(gradient buffers and the allocator's retained blocks, measured on a CPU)")
     if runtime_bytes is None:
         import lora_train
 
@@ -81,8 +91,12 @@ def estimate(cfg: lc.TrainConfig, seq_len: int | None = None, device: str | None
                                         workspace_bytes=workspace, runtime_bytes=runtime)
     lora_parts[0]["formula"] = f"{weights_note} = {memory.fmt_bytes(weights)}"
     full_parts = memory.finetune_memory(weight_bytes=total * width, trainable_params=total, trainable_bytes=0,
-                                        activation_bytes=full_acts, workspace_bytes=workspace, runtime_bytes=runtime,
+                                        activation_bytes=full_acts, workspace_bytes=full_workspace, runtime_bytes=runtime,
                                         grad_bytes=int(width), trainable_label="(weights train in place)")
+    for parts, size in ((lora_parts, workspace), (full_parts, full_workspace)):
+        for part in parts:
+            if part["part"] == "workspace":
+                part["formula"] = f"{workspace_note} = {memory.fmt_bytes(size)}"
     lora_total = sum(p["bytes"] for p in lora_parts)
     full_total = sum(p["bytes"] for p in full_parts)
     notes = [f"Target modules: {note}."]
