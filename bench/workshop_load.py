@@ -23,6 +23,7 @@ The machine is shared with other jobs: the load average is printed beside every 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -326,7 +327,26 @@ def report_room(r: dict, n: int) -> None:
 
 # ---------------------------------------------------------------- 3. one user, ms per step
 
-def bench_one_user(tokens: int, rounds: int, compile_too: bool) -> list:
+def bench_one_user(tokens: int, rounds: int, compile_too: bool, threads: int = 0) -> list:
+    """Each route in a fresh process of its own (`--route i`): on 2 cores, a second thread that has run
+    torch ops keeps its own OpenMP team, and the two teams' spinning workers slow each other down
+    (measured: model.generate 36 ms/step in the main thread, 59 ms once the engine's thread had run;
+    the engine alone 39 ms), so timing routes side by side in one process measures that contention."""
+    rows = []
+    count = 5 if compile_too else 4
+    for i in range(count):
+        cmd = [sys.executable, __file__, "--only", "one-user", "--route", str(i), "--tokens", str(tokens),
+               "--rounds", str(rounds), "--threads", str(threads)] + (["--compile"] if i == 4 else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        line = [x for x in done.stdout.splitlines() if x.startswith("ROW ")]
+        if not line:
+            raise SystemExit(f"one-user route {i} failed:\n{done.stderr[-2000:]}")
+        name, ms, same, ld = json.loads(line[-1][4:])
+        rows.append((name, ms, same, ld))
+    return rows
+
+
+def one_user_route(index: int, tokens: int, rounds: int, compile_too: bool) -> tuple:
     import torch
 
     from shared import batching
@@ -380,22 +400,22 @@ def bench_one_user(tokens: int, rounds: int, compile_too: bool) -> list:
         say(f"torch.compile (inductor, StaticCache): first run incl. compilation {time.perf_counter() - t:.0f} s "
             f"(load {load()})")
         routes.append(("torch.compile'd forward, StaticCache", lambda n: run_loop(n, static=True, forward=compiled)))
-    reference = run_generate(tokens)
-    rows = []
-    for name, fn in routes:
-        fn(2)  # warm-up
-        per_step, same = [], True
-        for r in range(rounds):
-            t = time.perf_counter()
-            short = fn(1)
-            t1 = time.perf_counter() - t
-            t = time.perf_counter()
-            full = fn(tokens)
-            tn = time.perf_counter() - t
-            per_step.append((tn - t1) / (tokens - 1))
-            same &= full == reference and short == reference[:1]
-        rows.append((name, statistics.median(per_step) * 1000, same, load()))
-    return rows
+    name, fn = routes[index]
+    fn(2)  # warm-up
+    per_step, outputs = [], []
+    for r in range(rounds):
+        t = time.perf_counter()
+        short = fn(1)
+        t1 = time.perf_counter() - t
+        t = time.perf_counter()
+        full = fn(tokens)
+        tn = time.perf_counter() - t
+        per_step.append((tn - t1) / (tokens - 1))
+        outputs.append((short, full))
+    ld = load()
+    reference = run_generate(tokens)  # after the timing: this process's only other torch thread is then idle
+    same = all(full == reference and short == reference[:1] for short, full in outputs)
+    return name, statistics.median(per_step) * 1000, same, ld
 
 
 def report_one_user(rows: list, tokens: int) -> None:
@@ -420,6 +440,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd StaticCache loop")
     parser.add_argument("--labs", help="comma-separated labs for the room (default: every lab that imports)")
     parser.add_argument("--save", metavar="MD")
+    parser.add_argument("--route", type=int, help=argparse.SUPPRESS)  # one one-user route, in a child process
     args = parser.parse_args()
     args.attendees = max(1, min(args.attendees, 40))
     args.room = max(1, min(args.room, 60))
@@ -432,8 +453,11 @@ def main() -> None:
         f"{'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}; torch threads "
         f"{args.threads or torch.get_num_threads()}; load average at start {load()}; "
         f"{time.strftime('%Y-%m-%d %H:%M')}.")
+    if args.route is not None:
+        print("ROW " + json.dumps(one_user_route(args.route, args.tokens, args.rounds, args.compile)), flush=True)
+        return
     if args.only in (None, "one-user"):
-        report_one_user(bench_one_user(args.tokens, args.rounds, args.compile), args.tokens)
+        report_one_user(bench_one_user(args.tokens, args.rounds, args.compile, args.threads), args.tokens)
     if args.only in (None, "explorer"):
         report_explorer(bench_explorer(args.attendees, args.tokens, args.threads), args.attendees, args.tokens)
     if args.only in (None, "room"):
