@@ -59,3 +59,29 @@ def test_dpo_training_copy_comes_from_the_hub_through_shared_loading(hub, dpo_tr
     assert len(weight_gets(hub, GPT2)) == 1
     again, _, _ = dpo_train.fresh_base(GPT2)
     assert again is not model and len(weight_gets(hub, GPT2)) == 1  # a private copy, from the HF cache
+
+
+def test_every_lab_refuses_the_800_gb_model_fast_and_fetches_nothing(hub, lora_models, dpo_train):
+    import time
+
+    from hubstub import HUGE
+
+    for lab in ("diffusion_demo", "quantization_comparer"):
+        sys.path.insert(0, str(ROOT / "spaces" / lab))
+    import diffusion_hub
+    import quant_configs
+    import quant_measure
+
+    quant_configs.resolve_model.cache_clear()
+    asks = {"LoRA trainer": lambda: lora_models.source(HUGE),
+            "DPO labeler": lambda: dpo_train.fresh_base(HUGE),
+            "diffusion demo": lambda: diffusion_hub.choose(HUGE),
+            "quantization comparer": lambda: quant_measure.plan(HUGE, ["fp32"])}
+    for lab, ask in asks.items():
+        start = time.monotonic()
+        with pytest.raises(Exception) as err:
+            ask()
+        assert time.monotonic() - start < 2.0, lab
+        assert "too big" in str(err.value) or "does not fit" in str(err.value), (lab, str(err.value))
+    assert [r for r in hub.served(HUGE) if not r[2].endswith(".json")] == []  # no weight file fetched
+    quant_configs.resolve_model.cache_clear()
