@@ -2,6 +2,7 @@
 base vs trained answers of the blind round. No gradio here."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 from shared.errors import UserError
@@ -65,32 +66,38 @@ def chat_ids(tokenizer, prompt: str) -> list[int]:
     return list(out)
 
 
-def generate(model, tokenizer, prompts: list[str], sampling: Sampling, seed: int = 0, should_stop=None,
-             batch_size: int = 16) -> list[str]:
-    """One answer per prompt with `sampling` (seeded, so a run can be repeated); batched, left-padded."""
-    import torch
-    from transformers import GenerationConfig
+def generate(model, tokenizer, prompts: list[str], sampling: Sampling, seed: int = 0, should_stop=None) -> list[str]:
+    """One answer per prompt with `sampling`. Each prompt is a row in the model's shared batch
+    (shared.batching: other visitors' pairs and blind rounds join the same forward passes) and draws
+    from its own generator seeded `seed + i`, so an answer depends on its seed, never on who else was
+    in the batch."""
+    return [tokenizer.decode(ids, skip_special_tokens=True).strip()
+            for ids in wait_all(submit(model, tokenizer, prompts, sampling, seed, should_stop))]
 
-    from shared.jobs import stopping_criteria
+
+def submit(model, tokenizer, prompts: list[str], sampling: Sampling, seed: int = 0, should_stop=None) -> list:
+    """The rows of generate(), queued without waiting (submit two models' rows, then wait_all both)."""
+    from shared import batching
 
     sampling.check()
-    answers: list[str] = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    for start in range(0, len(prompts), batch_size):
-        batch = [chat_ids(tokenizer, p) for p in prompts[start:start + batch_size]]
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device)
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
-        config = GenerationConfig(do_sample=True, temperature=float(sampling.temperature), top_p=float(sampling.top_p),
-                                  top_k=int(sampling.top_k) or None, max_new_tokens=int(sampling.max_new_tokens),
-                                  pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-        torch.manual_seed(seed + start)
-        kwargs = {}
-        if should_stop is not None:
-            kwargs["stopping_criteria"] = [stopping_criteria(should_stop)]
-        with torch.no_grad():
-            out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config, **kwargs)
-        for row in out[:, width:]:
-            answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    return answers
+    rows = batching.Sampling(do_sample=True, temperature=float(sampling.temperature), top_p=float(sampling.top_p),
+                             top_k=int(sampling.top_k))
+    eos = batching.eos_ids(model, tokenizer)
+    return [batching.submit(model, chat_ids(tokenizer, p), dataclasses.replace(rows, seed=seed + i),
+                            int(sampling.max_new_tokens), eos, should_stop, top_alternatives=0)
+            for i, p in enumerate(prompts)]
+
+
+def wait_all(tickets: list) -> list[list[int]]:
+    """The generated ids of each ticket, in order; a failed generation is one clear error."""
+    out = []
+    for ticket in tickets:
+        try:
+            for _ in ticket.updates():
+                pass
+        except RuntimeError as exc:
+            for other in tickets:
+                other.cancel()
+            raise UserError(f"Generating the answers failed: {exc}") from None
+        out.append(ticket.outs[0].ids)
+    return out

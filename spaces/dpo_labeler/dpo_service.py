@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dpo_data as data
 import dpo_stats as stats
-from dpo_generate import BLIND, SETTING_1, SETTING_2, Sampling, check_prompt, generate
+from dpo_generate import BLIND, SETTING_1, SETTING_2, Sampling, check_prompt, submit, wait_all
 from dpo_store import Store, check_annotator, open_store
 from shared.device import gpu
 from shared.errors import UserError
@@ -36,8 +36,9 @@ def model():
 @gpu(duration=60)
 def _two_answers(prompt: str, s1: Sampling, s2: Sampling, seed: int) -> tuple[str, str, str]:
     loaded = model()
-    first = generate(loaded.model, loaded.tokenizer, [prompt], s1, seed=seed)[0]
-    second = generate(loaded.model, loaded.tokenizer, [prompt], s2, seed=seed + 1)[0]
+    rows = submit(loaded.model, loaded.tokenizer, [prompt], s1, seed=seed) + \
+        submit(loaded.model, loaded.tokenizer, [prompt], s2, seed=seed + 1)  # both in one shared batch
+    first, second = (loaded.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in wait_all(rows))
     return first, second, loaded.choice.spec.name
 
 
@@ -176,8 +177,10 @@ def blind_round(policy, tokenizer, prompts: list[str] | None = None, n: int = BL
         prompts = random.Random(seed).sample(pool, min(n, len(pool)))
     seed = secrets.randbelow(2**31) if seed is None else seed
     loaded = model()
-    base = generate(loaded.model, loaded.tokenizer, prompts, BLIND, seed=seed)
-    trained = generate(policy, tokenizer, prompts, BLIND, seed=seed)
+    queued = [submit(loaded.model, loaded.tokenizer, prompts, BLIND, seed=seed),  # both models' rows queued first:
+              submit(policy, tokenizer, prompts, BLIND, seed=seed)]  # each model's batch, run side by side
+    base, trained = ([tok.decode(ids, skip_special_tokens=True).strip() for ids in wait_all(rows)]
+                     for tok, rows in zip((loaded.tokenizer, tokenizer), queued))
     items = []
     for prompt, b, t in zip(prompts, base, trained):
         left_is = "trained" if secrets.randbelow(2) else "base"
