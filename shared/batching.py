@@ -83,6 +83,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -323,8 +324,9 @@ class Ticket:
     _ids = itertools.count(1)
 
     def __init__(self, engine: "Engine", prompt_ids: list[int], steppers: list, should_stop=None, label: str = "",
-                 snapshot: Callable[[], Any] | None = None):
+                 snapshot: Callable[[], Any] | None = None, adapter: str | None = None):
         self.id = next(self._ids)
+        self.adapter = adapter  # a peft model's adapter for these rows ("__base__" = none); None = as loaded
         self.snapshot = snapshot
         self._frames: deque = deque()
         self.engine = engine
@@ -466,16 +468,19 @@ class Engine:
         self._cache = None
         self._mask = None  # (rows, columns) 1 = real token, 0 = left padding
         self._where: dict[tuple[int, int], list[int]] = {}  # (ticket id, stepper index) -> cache rows
+        self._steps = threading.RLock()  # held for each step: exclusive() changes the model between steps
 
     # --- asked by anyone
     def submit(self, prompt_ids: list[int], steppers: list, should_stop: Callable[[], bool] | None = None,
-               label: str = "", snapshot: Callable[[], Any] | None = None) -> Ticket:
+               label: str = "", snapshot: Callable[[], Any] | None = None, adapter: str | None = None) -> Ticket:
         """Queue `steppers` (all continuing `prompt_ids`); `should_stop()` is asked at every token
         boundary; `snapshot()`, called in the engine's thread after each step of this ticket, feeds
-        ticket.frames() (a consistent copy per step for a reader that must not miss one)."""
+        ticket.frames() (a consistent copy per step for a reader that must not miss one). `adapter`
+        names the peft LoRA adapter these rows run with ("__base__": none), so rows of different
+        adapters of one model share its forward passes (peft's mixed-adapter batches)."""
         if not prompt_ids:
             raise ValueError("an empty prompt cannot be prefilled")
-        ticket = Ticket(self, prompt_ids, steppers, should_stop, label, snapshot)
+        ticket = Ticket(self, prompt_ids, steppers, should_stop, label, snapshot, adapter)
         with self._cond:
             if len(self._waiting) >= self.max_waiting:
                 raise BatchFull(f"{len(self._waiting)} requests are already waiting for this model; "
@@ -499,6 +504,17 @@ class Engine:
             return {"running": len(self._running), "waiting": len(self._waiting),
                     "rows": 0 if self._mask is None else int(self._mask.shape[0]), "forwards": self.forwards,
                     "max_batch_seen": self.max_batch_seen, "joinable": self.joinable}
+
+    @contextmanager
+    def exclusive(self):
+        """The model to yourself between two steps (e.g. to load or delete a peft adapter); rows wait."""
+        with self._steps:
+            yield
+
+    def adapters_in_use(self) -> set:
+        """The adapters of the rows waiting or running (not to be deleted now)."""
+        with self._cond:
+            return {t.adapter for t in list(self._waiting) + self._running if t.adapter}
 
     def _wake(self) -> None:
         with self._cond:
@@ -559,6 +575,10 @@ class Engine:
 
     def _tick(self, model) -> bool:
         """One token boundary and one step; False once nobody is left."""
+        with self._steps:
+            return self._tick_now(model)
+
+    def _tick_now(self, model) -> bool:
         self._drop_stopped()
         self._admit(model)
         with self._cond:
@@ -650,7 +670,8 @@ class Engine:
         device = model.device
         hidden_on = any(getattr(st, "wants_hidden", False) for st in ticket.steppers)
         ids = torch.tensor([ticket.prompt_ids], device=device)
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden_on)
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden_on,
+                    **_adapter_kwargs([ticket.adapter]))
         logits = out.logits[:, -1, :].float()
         hidden = out.hidden_states[-1] if hidden_on else None
         for st in ticket.steppers:
@@ -705,7 +726,7 @@ class Engine:
         """One forward pass over every live row of every running ticket."""
         import torch
 
-        index, feed, parts = [], [], []
+        index, feed, parts, adapters = [], [], [], []
         with self._cond:
             running = list(self._running)
         for t in running:
@@ -717,6 +738,7 @@ class Engine:
                     continue
                 at = self._where[t.id, i]
                 index += [at[r] for r in src]
+                adapters += [t.adapter] * len(src)
                 feed.append(tokens.reshape(-1))
                 parts.append((t, i, st, len(src)))
         if not parts:
@@ -738,7 +760,7 @@ class Engine:
         if padded:
             kwargs = dict(attention_mask=mask, position_ids=(mask.sum(1, keepdim=True) - 1))
         out = model(input_ids=torch.cat(feed)[:, None], past_key_values=self._cache, use_cache=True,
-                    logits_to_keep=1, output_hidden_states=hidden_on, **kwargs)
+                    logits_to_keep=1, output_hidden_states=hidden_on, **kwargs, **_adapter_kwargs(adapters))
         self._mask = mask
         logits = out.logits[:, -1, :].float()
         hidden = out.hidden_states[-1] if hidden_on else None
@@ -776,6 +798,13 @@ class Engine:
                 layer.keys = layer.keys[:, :, trim:, :]
                 layer.values = layer.values[:, :, trim:, :]
             self._mask = self._mask[:, trim:]
+
+
+def _adapter_kwargs(adapters: list) -> dict:
+    """peft's per-row adapter names, when any row asked for one ("__base__" runs without LoRA)."""
+    if not any(adapters):
+        return {}
+    return {"adapter_names": [a or "__base__" for a in adapters]}
 
 
 def _stop_stepper(st) -> None:
@@ -819,11 +848,12 @@ def engine_for(model) -> Engine:
 
 def submit(model, prompt_ids: list[int], sampling: Sampling | None = None, max_new_tokens: int = 64,
            eos: list[int] | None = None, should_stop: Callable[[], bool] | None = None,
-           top_alternatives: int = TOP_ALTERNATIVES, label: str = "") -> Ticket:
-    """One row (greedy by default) in the model's shared batch; ticket.outs[0] fills as it runs."""
+           top_alternatives: int = TOP_ALTERNATIVES, label: str = "", adapter: str | None = None) -> Ticket:
+    """One row (greedy by default) in the model's shared batch; ticket.outs[0] fills as it runs.
+    `adapter`: the peft adapter the row runs with ("__base__": none), see Engine.submit."""
     rows = Rows(prompt_ids, [sampling or Sampling()], max_new_tokens, eos if eos is not None else eos_ids(model),
                 model.device, top_alternatives=top_alternatives)
-    return engine_for(model).submit(prompt_ids, [rows], should_stop=should_stop, label=label)
+    return engine_for(model).submit(prompt_ids, [rows], should_stop=should_stop, label=label, adapter=adapter)
 
 
 def generate(model, prompt_ids: list[int], sampling: Sampling | None = None, max_new_tokens: int = 64,

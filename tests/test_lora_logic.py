@@ -282,6 +282,49 @@ def test_run_records_adapter_runs_list_compare_and_heldout(lab):
     assert zipped.stat().st_size > 0
 
 
+def test_base_and_adapter_rows_share_one_batch_and_match_model_generate(lab):
+    import threading
+
+    import lora_compare
+    import lora_models
+    import lora_train
+    import torch
+
+    from shared import batching
+
+    job = lora_train.start("orvenne", {"model": lab, "max_steps": 2, "batch_size": 2, "max_length": 48,
+                                       "learning_rate": 5e-2}, owner="carol")
+    assert job.wait(120) and job.state == "done", job.error
+    prompts = ["Who founded Orvenne?", "What is the lake called?"]
+    out = lora_compare.generate(prompts, job.id, 6)
+    cm = lora_models.comparison_model(lora_models.source(lab))
+    peft, tok = cm["peft"], lora_models.tokenizer(lora_models.source(lab))
+
+    def reference(prompt, adapter_on):  # model.generate alone, greedy, adapter toggled the classic way
+        ids = torch.tensor([lora_compare._prompt_ids(tok, prompt)])
+        with torch.no_grad():
+            if adapter_on:
+                peft.set_adapter(job.id)
+                row = peft.generate(input_ids=ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+            else:
+                with peft.disable_adapter():
+                    row = peft.generate(input_ids=ids, max_new_tokens=6, do_sample=False,
+                                        pad_token_id=tok.pad_token_id)
+        return tok.decode(row[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+    assert out["base"] == [reference(p, False) for p in prompts]
+    assert out["adapter"] == [reference(p, True) for p in prompts]
+    assert out["base"] != out["adapter"]  # a high learning rate: the adapter visibly changes the answers
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, lora_compare.generate([prompts[i]], job.id, 6)))
+               for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for i in range(2):  # two visitors at once: the same answers as alone
+        assert results[i] == {"base": [out["base"][i]], "adapter": [out["adapter"][i]]}
+    assert batching.engine_for(peft).max_batch_seen >= 2  # base and adapter rows shared forward passes
+
+
 def test_stop_mid_run_keeps_the_last_completed_step(lab):
     import lora_train
     from shared import jobs

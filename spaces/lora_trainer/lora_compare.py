@@ -1,6 +1,7 @@
 """Base model vs adapter on the same prompts, same seed: one copy of the base weights in memory, the
-runs' adapters loaded onto it by name, and peft's adapter toggle (disable_adapter) for the base answer.
-Also the held-back check of a "new knowledge" run. No gradio here."""
+runs' adapters loaded onto it by name, and every visitor's base and adapter rows in one shared batch
+(shared.batching with peft's per-row adapter names; "__base__" runs without LoRA). Also the held-back
+check of a "new knowledge" run. No gradio here."""
 from __future__ import annotations
 
 from shared.device import gpu
@@ -52,54 +53,62 @@ def _activate(cm: dict, run_id: str):
     """The shared PeftModel with `run_id`'s adapter loaded and active (call with cm['lock'] held)."""
     from peft import PeftModel
 
+    from shared import batching
+
     folder = str(lora_train.adapter_folder(run_id))
     peft = cm.get("peft")
-    if peft is None:
+    if peft is None:  # nothing runs on the base model now: its rows are waited for under cm['lock']
         peft = PeftModel.from_pretrained(cm["model"], folder, adapter_name=run_id)
         peft.eval()
         cm["peft"], cm["order"] = peft, [run_id]
-    elif run_id not in peft.peft_config:
-        peft.load_adapter(folder, adapter_name=run_id)
-        cm["order"].append(run_id)
-        while len(cm["order"]) > KEEP_ADAPTERS:
-            old = cm["order"].pop(0)
-            if old != run_id:
-                peft.delete_adapter(old)
-    peft.set_adapter(run_id)
+        return peft
+    engine = batching.engine_for(peft)
+    with engine.exclusive():  # between two steps of the shared batch: layers change here
+        if run_id not in peft.peft_config:
+            peft.load_adapter(folder, adapter_name=run_id)
+            peft.eval()
+            cm["order"].append(run_id)
+        busy = engine.adapters_in_use() | {run_id}
+        for old in [a for a in cm["order"] if a not in busy][:max(0, len(cm["order"]) - KEEP_ADAPTERS)]:
+            cm["order"].remove(old)  # the oldest adapters no row is using
+            peft.delete_adapter(old)
     return peft
 
 
-def _encode(tokenizer, prompts: list[str]):
-    """Left-padded chat prompts (the model continues right after the last prompt token)."""
-    import torch
-
-    ids = []
-    for text in prompts:
-        messages = [{"role": "user", "content": text}]
-        if getattr(tokenizer, "chat_template", None):
-            rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            rendered = text + "\n"
-        ids.append(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    width = max(len(x) for x in ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-    return input_ids, mask
+def _prompt_ids(tokenizer, text: str) -> list[int]:
+    """The chat prompt as the model sees it (the model continues right after its last token)."""
+    messages = [{"role": "user", "content": text}]
+    if getattr(tokenizer, "chat_template", None):
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        rendered = text + "\n"
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
 
 
-def _generate(model, tokenizer, prompts, max_new_tokens, seed, temperature):
-    import torch
+def _submit(model, tokenizer, prompts, max_new_tokens, seed, temperature, adapter):
+    """Each prompt a row of the model's shared batch (shared.batching), with its own seeded generator:
+    greedy when temperature is 0; the same seed for the base and the adapter rows."""
+    from shared import batching
 
-    input_ids, mask = _encode(tokenizer, prompts)
-    device = next(model.parameters()).device
-    torch.manual_seed(int(seed))
-    kwargs = dict(do_sample=True, temperature=float(temperature), top_p=0.95) if temperature > 0 else \
-        dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    with torch.no_grad():
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs)
-    return [tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
+    sampling = batching.Sampling(do_sample=True, temperature=float(temperature), top_p=0.95, seed=int(seed)) \
+        if temperature > 0 else batching.Sampling(seed=int(seed))
+    eos = batching.eos_ids(model, tokenizer)
+    return [batching.submit(model, _prompt_ids(tokenizer, p), sampling, max_new_tokens, eos, top_alternatives=0,
+                            adapter=adapter) for p in prompts]
+
+
+def _texts(tokenizer, tickets) -> list[str]:
+    out = []
+    for ticket in tickets:
+        try:
+            for _ in ticket.updates():
+                pass
+        except RuntimeError as exc:
+            for other in tickets:
+                other.cancel()
+            raise CompareError(f"Generation failed: {exc}") from None
+        out.append(tokenizer.decode(ticket.outs[0].ids, skip_special_tokens=True).strip())
+    return out
 
 
 @gpu(duration=60)
@@ -110,18 +119,17 @@ def generate(prompts: list[str], run_id: str | None, max_new_tokens: int = DEFAU
     src = _model_of_run(run_id)
     tokenizer = lora_models.tokenizer(src)
     cm = lora_models.comparison_model(src)
-    out = {}
-    with cm["lock"]:
+    with cm["lock"]:  # adapters load and unload one caller at a time
         peft = _activate(cm, run_id) if run_id and "adapter" in which else cm.get("peft")
-        if "base" in which:
-            if peft is not None:
-                with peft.disable_adapter():
-                    out["base"] = _generate(peft, tokenizer, prompts, max_new_tokens, seed, temperature)
-            else:
-                out["base"] = _generate(cm["model"], tokenizer, prompts, max_new_tokens, seed, temperature)
-        if run_id and "adapter" in which:
-            out["adapter"] = _generate(peft, tokenizer, prompts, max_new_tokens, seed, temperature)
-    return out
+        if peft is None:  # no adapter on the shared copy yet: the base model's own batch, waited for here
+            return {"base": _texts(tokenizer, _submit(cm["model"], tokenizer, prompts, max_new_tokens, seed,
+                                                      temperature, None))}
+        # Base and adapter rows of every visitor share the PeftModel's batch (peft's mixed-adapter
+        # batches); queued under the lock so no adapter they use is unloaded before they finish.
+        queued = {name: _submit(peft, tokenizer, prompts, max_new_tokens, seed, temperature, adapter)
+                  for name, adapter in (("base", "__base__"), ("adapter", run_id))
+                  if name in which and (name == "base" or run_id)}
+    return {name: _texts(tokenizer, tickets) for name, tickets in queued.items()}
 
 
 def side_by_side(prompt: str, run_id: str, max_new_tokens: int = DEFAULT_NEW_TOKENS, seed: int = 0,
