@@ -6,10 +6,11 @@
 2. quality: the seed set's held-back implicit-reward accuracy after a run of at most --budget seconds,
    for up to three configurations (variants), each a fresh LoRA;
 3. load: N annotators labelling at once through the API of a lab server on 127.0.0.1 (a subprocess),
-   M labels in all: every acknowledged label stored, none twice, label latency p50/p95/p99.
+   M labels in all: every acknowledged label stored, none twice, label latency p50/p95/p99; through the plain
+   JSON route (POST /api/label) and through gradio_client (/label), one after the other.
 
     python bench/dpo_labeler.py [--speed-steps 8] [--rounds 2] [--variants all] [--budget 180]
-                                [--annotators 20] [--labels 1000] [--only speed,quality,load]
+                                [--annotators 20] [--labels 1000] [--via json,gradio] [--only speed,quality,load]
 
 Prints markdown tables (copy them into bench/results/dpo_labeler.md)."""
 import argparse
@@ -138,12 +139,37 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def bench_load(annotators: int, labels: int, pairs: int = 50):
+def _gradio_labeler(port):
+    """One annotator's /label through gradio_client (gradio's queue-less HTTP call, then its event stream)."""
     from gradio_client import Client
 
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    return lambda pid, choice, who: client.predict(pid, choice, who, api_name="/label")
+
+
+def _json_labeler(port):
+    """One annotator's POST /api/label on a kept-alive connection (the plain JSON route beside gradio's)."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def label(pid, choice, who):
+        conn.request("POST", "/api/label", json.dumps({"pair_id": pid, "choice": choice, "annotator": who}),
+                     {"Content-Type": "application/json"})
+        return json.loads(conn.getresponse().read())
+    return label
+
+
+CLIENTS = {"json": (_json_labeler, "POST /api/label, kept-alive http.client"),
+           "gradio": (_gradio_labeler, "gradio_client /label")}
+
+
+def bench_load(annotators: int, labels: int, via: str, pairs: int = 50):
     from dpo_store import Store
 
     S = {"temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_new_tokens": 48}
+    connect, how = CLIENTS[via]
     with tempfile.TemporaryDirectory() as data:
         st = Store(Path(data) / "dpo_labeler")
         pids = [st.add_pair(f"Bench question {i}?", f"Answer A {i}", f"Answer B {i}", "bench", S, S, 1)
@@ -156,7 +182,7 @@ def bench_load(annotators: int, labels: int, pairs: int = 50):
         try:
             for _ in range(600):
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/stats", b"{}"), timeout=2)
                     break
                 except OSError:
                     time.sleep(0.2)
@@ -166,12 +192,11 @@ def bench_load(annotators: int, labels: int, pairs: int = 50):
             barrier = threading.Barrier(annotators)
 
             def annotate(k):
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                label = connect(port)
                 barrier.wait()
                 for i in range(per):
                     t0 = time.perf_counter()
-                    out = client.predict(pids[(k * 7 + i) % pairs], ("a", "b", "tie", "both_bad")[(k + i) % 4],
-                                         f"annotator-{k:02d}", api_name="/label")
+                    out = label(pids[(k * 7 + i) % pairs], ("a", "b", "tie", "both_bad")[(k + i) % 4], f"annotator-{k:02d}")
                     dt = time.perf_counter() - t0
                     with lock:
                         latencies.append(dt)
@@ -187,11 +212,11 @@ def bench_load(annotators: int, labels: int, pairs: int = 50):
             server.wait(timeout=30)
         stored = Store(Path(data) / "dpo_labeler").label_ids()
         q = statistics.quantiles(latencies, n=100)
-        print(f"\n| {annotators} annotators x {per} labels through /label | value |\n|---|---|")
+        print(f"\n| {annotators} annotators x {per} labels, {how} | value |\n|---|---|")
         print(f"| labels acknowledged / stored / distinct ids | {len(acked)} / {len(stored)} / {len(set(acked))} |")
         print(f"| all acknowledged stored, none twice | {set(acked) <= stored and len(stored) == len(acked)} |")
         print(f"| errors | {len(errors)} |")
-        print(f"| latency p50 / p95 / p99 (ms, gradio_client round trip) | {q[49] * 1000:.0f} / **{q[94] * 1000:.0f}** / "
+        print(f"| latency p50 / p95 / p99 (ms, client round trip) | {q[49] * 1000:.0f} / **{q[94] * 1000:.0f}** / "
               f"{q[98] * 1000:.0f} |")
         print(f"| throughput | {len(acked) / wall:.0f} labels/s ({wall:.1f} s) |")
 
@@ -205,6 +230,7 @@ def main():
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--labels", type=int, default=1000)
     parser.add_argument("--only", default="speed,quality,load")
+    parser.add_argument("--via", default="json,gradio", help="load clients: json (POST /api/label), gradio (gradio_client)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
@@ -221,7 +247,8 @@ def main():
             names = [names[int(i) - 1] for i in args.variants.split(",")]
         bench_quality(names, args.budget)
     if "load" in parts:
-        bench_load(args.annotators, args.labels)
+        for via in args.via.split(","):
+            bench_load(args.annotators, args.labels, via)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -128,7 +128,7 @@ def create_app(names: list[str] | None = None, root: Path = ROOT):
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-    from shared.launch import MAX_FILE_SIZE, prepare
+    from shared.launch import MAX_FILE_SIZE, mount_json_api, prepare
     from shared.look import CSS, THEME
 
     app = FastAPI(title="GenAI Lab Playground", docs_url=None, redoc_url=None, openapi_url=None)
@@ -152,6 +152,7 @@ def create_app(names: list[str] | None = None, root: Path = ROOT):
 
         app.add_api_route(f"/{name}", bare, include_in_schema=False)
         prepare(e["demo"])
+        mount_json_api(app, e["demo"], prefix=f"/{name}")  # before the mount at /{name}, which would answer first
         gr.mount_gradio_app(app, e["demo"], path=f"/{name}", theme=THEME, css=CSS + NAV_CSS, head=NAV_HEAD, max_file_size=MAX_FILE_SIZE,
                             show_error=True, ssr_mode=False)
     app.state.entries = entries

@@ -4,6 +4,8 @@ Safe defaults: analytics off (shared.bootstrap), 127.0.0.1 locally and 0.0.0.0 o
 an upload size limit, a bounded queue, cached files cleaned up after a day, and the common look."""
 import argparse
 import os
+import sys
+import weakref
 
 MAX_FILE_SIZE = "50mb"
 QUEUE_MAX_SIZE = 64  # waiting requests per lab; more get a "queue full" message, not a hang
@@ -41,8 +43,68 @@ def prepare(demo):
     return demo
 
 
+# ------------------------------------------------------------------ plain JSON routes
+MAX_JSON_BODY = 1_000_000  # bytes; an argument object larger than this is refused, not parsed
+_JSON_APIS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def json_api(demo, **fns):
+    """Also serve each of `fns` as `POST /api/<name>`: a JSON object of its arguments in, its dict out (HTTP 400
+    when the dict is {"error": ...}). One plain HTTP round trip, without gradio's queue and event stream: for
+    scripts and for many clients at once. The gradio endpoints of the same functions stay as they are."""
+    _JSON_APIS.setdefault(demo, {}).update(fns)
+    return demo
+
+
+def mount_json_api(app, demo, prefix: str = "") -> list[str]:
+    """Add `demo`'s json_api routes to the FastAPI `app` under `prefix` (scripts/serve_all.py: "/<lab>"; it
+    must come before the gradio mount at that prefix, which would answer first)."""
+    paths = []
+    for name, fn in _JSON_APIS.get(demo, {}).items():
+        path = f"{prefix}/api/{name}"
+        app.add_api_route(path, _json_route(fn, path), methods=["POST"], include_in_schema=False)
+        paths.append(path)
+    return paths
+
+
+def _json_route(fn, path: str):
+    import functools
+    import inspect
+    import json
+
+    import anyio
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    signature = inspect.signature(fn)
+
+    def refuse(message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=400)
+
+    async def route(request: Request):
+        body = await request.body()
+        if len(body) > MAX_JSON_BODY:
+            return refuse(f"The request is {len(body):,} bytes; {path} takes at most {MAX_JSON_BODY:,}.")
+        try:
+            args = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return refuse(f"{path} takes a JSON object of arguments, e.g. "
+                          f"{json.dumps({k: '...' for k in signature.parameters})}; this body is not JSON.")
+        if not isinstance(args, dict):
+            return refuse(f"{path} takes a JSON object of arguments, not a {type(args).__name__}.")
+        try:
+            signature.bind(**args)
+        except TypeError as exc:
+            return refuse(f"{path}: {exc} (its arguments: {', '.join(signature.parameters) or 'none'}).")
+        result = await anyio.to_thread.run_sync(functools.partial(fn, **args))
+        bad = isinstance(result, dict) and "error" in result
+        return JSONResponse(result, status_code=400 if bad else 200)
+
+    return route
+
+
 def launch(demo, argv=None, **overrides):
-    """Prepare and launch `demo`; `overrides` go to gr.Blocks.launch (tests pass
+    """Prepare and launch `demo`, with its json_api routes; `overrides` go to gr.Blocks.launch (tests pass
     prevent_thread_lock=True)."""
     from shared.hubguard import mark_public
 
@@ -50,4 +112,10 @@ def launch(demo, argv=None, **overrides):
     kwargs = launch_kwargs(parse_args(argv))
     kwargs.update(overrides)
     mark_public(kwargs["server_name"])  # strangers on the network: registry models only, no local folders
-    return demo.launch(**kwargs)
+    block = not kwargs.pop("prevent_thread_lock", False)
+    result = demo.launch(prevent_thread_lock=True, **kwargs)
+    if _JSON_APIS.get(demo):
+        mount_json_api(demo.server_app, demo)  # routes are looked up per request: added now, they answer now
+    if block and not getattr(sys, "ps1", sys.flags.interactive):  # as gradio: `python -i` keeps its prompt
+        demo.block_thread()
+    return result

@@ -219,3 +219,37 @@ def test_corrupt_database_is_reported_and_left_untouched(client, tmp_path, monke
     assert (folder / "labels.sqlite").read_bytes() == garbage
     monkeypatch.undo()
     assert client.predict(api_name="/stats")["labels"] > 0  # the server still serves the good database
+
+
+def test_plain_json_label_route(server, store):
+    """POST /api/label: the same checks and store as /label, in one plain HTTP round trip."""
+    import urllib.error
+    import urllib.request
+
+    def post(body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(server.rstrip("/") + "/api/label", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    pid = _pair(store)
+    before = store.count("labels")
+    status, out = post({"pair_id": pid, "choice": "tie", "annotator": EVIL[:60]})
+    assert status == 200 and out["ok"] and out["label_id"] in store.label_ids()
+    assert store.count("labels") == before + 1
+    for body, words in [({"pair_id": "p-nope", "choice": "a", "annotator": "bob"}, "Unknown pair id"),
+                        ({"pair_id": pid, "choice": "c", "annotator": "bob"}, "not a choice"),
+                        ({"pair_id": pid, "choice": "a", "annotator": "x" * 10_000}, "at most 64"),
+                        ({"pair_id": pid, "choice": "a"}, "annotator"),
+                        ({"pair_id": pid, "choice": ["a"], "annotator": "bob"}, "not a choice")]:
+        status, out = post(body)
+        assert status == 400 and set(out) == {"error"} and words in out["error"], (body, out)
+    assert store.count("labels") == before + 1
+    status, stats = post({})
+    assert status == 400  # /api/label needs its arguments
+    request = urllib.request.Request(server.rstrip("/") + "/api/stats", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert json.loads(r.read())["labels_stored"] == before + 1

@@ -103,3 +103,17 @@ def test_index_page_escapes_and_reports_broken_labs():
 def test_unknown_lab_subset_is_a_clear_error(capsys):
     assert serve_all.main(["--labs", "no_such_lab"]) == 2
     assert "Unknown lab(s): no_such_lab" in capsys.readouterr().err
+
+
+def test_plain_json_routes_are_mounted_under_each_lab(server):
+    """A lab's json_api routes answer under its prefix (added before the gradio mount, which would answer first)."""
+    url, _, log = server
+    request = urllib.request.Request(f"{url}/dpo_labeler/api/stats", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 200 and "labels_stored" in json.loads(r.read()), log.read_text()[-2000:]
+    request = urllib.request.Request(f"{url}/dpo_labeler/api/label", data=b'{"pair_id": "p-nope", "choice": "a", '
+                                     b'"annotator": "bob"}', method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400 and "Unknown pair id" in json.loads(refused.value.read())["error"]

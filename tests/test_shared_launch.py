@@ -132,10 +132,77 @@ def test_launch_on_a_network_address_applies_the_public_server_policy(monkeypatc
         def launch(self, **kw):
             launched.update(kw)
 
+        def block_thread(self):
+            launched["blocked"] = True
+
     monkeypatch.setenv(hubguard.PUBLIC_VAR, "0")  # restored (unset) after the test, whatever launch() sets
     monkeypatch.delenv("SPACE_ID", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     launch.launch(FakeDemo(), argv=["--host", "127.0.0.1"])
     assert launched["server_name"] == "127.0.0.1" and not hubguard.public_server()
+    assert launched["blocked"]  # launched from `python app.py`, the server keeps the process running
     launch.launch(FakeDemo(), argv=["--host", "0.0.0.0"])
     assert hubguard.public_server()
+
+
+# ------------------------------------------------------------------ plain JSON routes (json_api)
+def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    import json
+    import urllib.error
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def json_server():
+    import gradio as gr
+
+    from conftest import running
+    from shared.errors import UserError, api
+
+    @api("Adding")
+    def add(a: int, b: int = 1) -> dict:
+        if not isinstance(a, int) or not isinstance(b, int):
+            raise UserError("a and b must be whole numbers.")
+        return {"sum": a + b}
+
+    with gr.Blocks() as demo:
+        gr.Markdown("hello")
+        gr.api(add, api_name="add")
+    launch.json_api(demo, add=add)
+    with running(demo) as url:
+        yield url.rstrip("/")
+
+
+@pytest.mark.parametrize("body, status, expected", [
+    (b'{"a": 2, "b": 3}', 200, {"sum": 5}),
+    (b'{"a": 2}', 200, {"sum": 3}),  # defaults apply
+    (b'{"a": "two"}', 400, "whole numbers"),  # the function's own error, as {"error"}
+    (b"", 400, "missing a required argument: 'a'"),
+    (b'{"a": 1, "c": 2}', 400, "unexpected keyword argument 'c'"),
+    (b"[1, 2]", 400, "not a list"),
+    (b"not json {", 400, "not JSON"),
+    (b"\xff\xfe\x00garbage", 400, "not JSON"),
+    (b'{"a": "' + b"x" * 1_100_000 + b'"}', 400, "at most 1,000,000"),
+])
+def test_json_api_answers_and_refuses_clearly(json_server, body, status, expected):
+    got_status, out = _post(json_server + "/api/add", body)
+    assert got_status == status
+    if isinstance(expected, dict):
+        assert out == expected
+    else:
+        assert set(out) == {"error"} and expected in out["error"], out
+
+
+def test_json_api_sits_beside_gradio(json_server):
+    from gradio_client import Client
+
+    assert Client(json_server, verbose=False).predict(4, 5, api_name="/add") == {"sum": 9}
+    with urllib.request.urlopen(json_server + "/", timeout=30) as r:
+        assert r.status == 200  # the page itself
+    assert _post(json_server + "/api/nope", b"{}")[0] in (404, 405)

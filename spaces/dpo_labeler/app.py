@@ -13,7 +13,7 @@ from dpo_generate import SETTING_1, SETTING_2, Sampling
 from dpo_train import DEFAULTS, LIMITS
 from shared import jobs
 from shared.errors import api, ui_error
-from shared.launch import launch
+from shared.launch import json_api, launch
 from shared.look import lab_header
 
 PLOTS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"]
@@ -492,6 +492,9 @@ def build_demo() -> gr.Blocks:
         gr.api(api_stats, api_name="stats", concurrency_limit=4)
         gr.api(api_export, api_name="export")
         gr.api(api_train, api_name="train", concurrency_limit=4, concurrency_id="dpo_train_api")
+    # The quick calls also as plain JSON (POST /api/label {"pair_id", "choice", "annotator"}): one HTTP round
+    # trip, no queue or event stream, for scripted annotators and a room labelling at once.
+    json_api(demo, label=api_label, stats=api_stats)
     return demo
 
 
