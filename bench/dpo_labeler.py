@@ -150,7 +150,6 @@ def _gradio_labeler(port):
 def _json_labeler(port):
     """One annotator's POST /api/label on a kept-alive connection (the plain JSON route beside gradio's)."""
     import http.client
-    import json
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 

@@ -166,7 +166,11 @@ def bench_explorer(attendees: int, tokens: int, threads: int) -> dict:
     try:
         clients = [Client(server.url + "/", verbose=False) for _ in range(attendees)]
         explorer_call(clients[0], "Warm up.", 4)  # the model loads
-        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(attendees)]
+        # Each phase its own prompts (the engine reuses the keys and values of a prompt it has seen: the same
+        # texts twice would be free the second time); they share only the chat template's system turn, as a
+        # room's prompts do.
+        prompts = [f"Visitor {i + 1}: {PROMPTS[i % len(PROMPTS)]}" for i in range(attendees)]
+        room_prompts = [f"Attendee {i + 1}: {PROMPTS[i % len(PROMPTS)]}" for i in range(attendees)]
         load_alone = load()
         t = time.perf_counter()
         alone = [explorer_call(c, p, tokens) for c, p in zip(clients, prompts)]
@@ -178,7 +182,7 @@ def bench_explorer(attendees: int, tokens: int, threads: int) -> dict:
         pinger = threading.Thread(target=ping_while, args=(server.url + "/config", stop, pings), daemon=True)
 
         def attend(i):
-            results[i] = explorer_call(clients[i], prompts[i], tokens)
+            results[i] = explorer_call(clients[i], room_prompts[i], tokens)
 
         workers = [threading.Thread(target=attend, args=(i,)) for i in range(attendees)]
         t = time.perf_counter()

@@ -463,12 +463,16 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.joinable = True  # False for caches that cannot be padded and merged (one ticket at a time)
         self.forwards = 0  # decode forward passes run (for tests and benches)
+        self.prefills = 0  # prefill forward passes run (newcomers at one token boundary share one)
+        self.reused_tokens = 0  # prompt tokens not computed: their keys and values came from a prompt seen before
         self.max_batch_seen = 0
         self.last_batch = 0
         self._cache = None
         self._mask = None  # (rows, columns) 1 = real token, 0 = left padding
         self._where: dict[tuple[int, int], list[int]] = {}  # (ticket id, stepper index) -> cache rows
         self._steps = threading.RLock()  # held for each step: exclusive() changes the model between steps
+        self._merged_once = False  # a prefill cache merged: the model's cache is known to be joinable
+        self._prefixes = _Prefixes()
 
     # --- asked by anyone
     def submit(self, prompt_ids: list[int], steppers: list, should_stop: Callable[[], bool] | None = None,
@@ -503,7 +507,8 @@ class Engine:
         with self._cond:
             return {"running": len(self._running), "waiting": len(self._waiting),
                     "rows": 0 if self._mask is None else int(self._mask.shape[0]), "forwards": self.forwards,
-                    "max_batch_seen": self.max_batch_seen, "joinable": self.joinable}
+                    "max_batch_seen": self.max_batch_seen, "joinable": self.joinable, "prefills": self.prefills,
+                    "reused_tokens": self.reused_tokens}
 
     @contextmanager
     def exclusive(self):
@@ -633,18 +638,42 @@ class Engine:
         return sum(t.rows_needed for t in self._running)
 
     def _admit(self, model) -> None:
-        """Prefill waiting tickets alone and merge them into the batch while it has room."""
+        """Take the waiting tickets the batch has room for, prefill them together in one forward pass and
+        merge them into the batch (one at a time until the model's cache is known to merge)."""
         while True:
-            with self._cond:
-                if not self._waiting:
-                    return
+            newcomers = self._take_newcomers()
+            if not newcomers:
+                return
+            try:
+                done = self._prefill_forward(model, newcomers)
+            except Exception as exc:  # noqa: BLE001  one bad request fails alone
+                if len(newcomers) == 1:
+                    self._fail_prefill(newcomers, exc)
+                for ticket in newcomers if len(newcomers) > 1 else []:  # which one? each alone: the others run
+                    try:
+                        self._prefill_rows(model, [ticket], *self._prefill_forward(model, [ticket]))
+                    except Exception as exc:  # noqa: BLE001
+                        self._fail_prefill([ticket], exc)
+                continue
+            try:
+                self._prefill_rows(model, newcomers, *done)
+            except Exception as exc:  # noqa: BLE001  a stepper failed on its first token
+                self._fail_prefill(newcomers, exc)
+
+    def _take_newcomers(self) -> list:
+        with self._cond:
+            taken: list[Ticket] = []
+            width = 0 if self._mask is None else int(self._mask.shape[1])
+            busy = self._rows_now()
+            while self._waiting:
                 ticket = self._waiting[0]
-                busy = self._rows_now()
-                width = max(len(ticket.prompt_ids), 0 if self._mask is None else int(self._mask.shape[1]))
-                if self._running and (busy + ticket.rows_needed > self.max_rows or not self.joinable
-                                      or (busy + ticket.rows_needed) * width > MAX_CACHE_TOKENS):
-                    return
+                width = max(width, len(ticket.prompt_ids))
+                need = busy + ticket.rows_needed
+                if (self._running or taken) and (need > self.max_rows or not self.joinable or not self._merged_once
+                                                 or need * width > MAX_CACHE_TOKENS):
+                    break
                 self._waiting.popleft()
+                busy = need
                 if not self._running:  # rows left by finished tickets are dropped, not padded to
                     self._cache = self._mask = None
                     self._where.clear()
@@ -653,70 +682,134 @@ class Engine:
                     if hasattr(st, "start"):
                         st.start = ticket.started
                 self._running.append(ticket)
-            try:
-                self._prefill(model, ticket)
-            except Exception as exc:  # noqa: BLE001  one bad request fails alone
-                import logging
+                taken.append(ticket)
+            return taken
 
-                logging.getLogger("genai_lab").exception("prefill failed")
-                with self._cond:
-                    ticket.error = f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    def _fail_prefill(self, tickets: list, exc: BaseException) -> None:
+        import logging
+
+        logging.getLogger("genai_lab").exception("prefill failed", exc_info=exc)
+        with self._cond:
+            for ticket in tickets:
+                if ticket.state not in FINISHED:
+                    ticket.error = (f"generation failed: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
                     self._finish(ticket, ERROR)
-                    self._cond.notify_all()
+            self._cond.notify_all()
 
-    def _prefill(self, model, ticket: Ticket) -> None:
+    def _prefill_forward(self, model, tickets: list) -> tuple:
+        """One forward pass over the prompts of `tickets` (left-padded to a common length; each row with its
+        own positions), reusing the keys and values of a prompt prefix seen before (the shared chat-template
+        head of every prompt). Returns (output, cache, mask, where each row's prompt starts in the output)."""
         import torch
 
         device = model.device
-        hidden_on = any(getattr(st, "wants_hidden", False) for st in ticket.steppers)
-        ids = torch.tensor([ticket.prompt_ids], device=device)
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden_on,
-                    **_adapter_kwargs([ticket.adapter]))
-        logits = out.logits[:, -1, :].float()
-        hidden = out.hidden_states[-1] if hidden_on else None
-        for st in ticket.steppers:
-            for o in st.outs:
-                o.batch_size = max(getattr(o, "batch_size", 1), 1)
-            st.advance(logits.expand(st.width, -1), None if hidden is None else hidden.expand(st.width, -1, -1), 1)
-        frame = ticket.snapshot() if ticket.snapshot is not None else None
-        with self._cond:
-            ticket.steps += 1
-            ticket.batch_rows = 1
-            if ticket.snapshot is not None:
-                ticket._frames.append(frame)
-            if not any(st.live for st in ticket.steppers):
-                self._finish(ticket, DONE)
-                self._cond.notify_all()
-                return
-            row = self._merge(out.past_key_values)
-            for i, st in enumerate(ticket.steppers):
-                self._where[ticket.id, i] = [row] * st.width
-            self._cond.notify_all()
+        hidden = [any(getattr(st, "wants_hidden", False) for st in t.steppers) for t in tickets]
+        # a stepper that reads the prompt's hidden states (contrastive search) needs them all: no prefix reuse
+        reuse = self.joinable and self._merged_once and self._prefixes.valid_for(model)
+        known = [self._prefixes.find(t.prompt_ids, t.adapter) if reuse and not h else (0, None)
+                 for t, h in zip(tickets, hidden)]
+        if len(tickets) == 1 and not known[0][0]:  # the plain case: one prompt, nothing to reuse
+            ids = torch.tensor([tickets[0].prompt_ids], device=device)
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden[0],
+                        **_adapter_kwargs([tickets[0].adapter]))
+            return out, out.past_key_values, torch.ones_like(ids), [0], known
+        from transformers.cache_utils import DynamicCache
 
-    def _merge(self, cache) -> int:
-        """Append a one-row prefill cache to the batch (left padding to a common length); returns its row."""
+        # row r: [padding, its reused prefix | padding, the rest of its prompt]; the mask marks the padding
+        plen = [n for n, _ in known]
+        slen = [len(t.prompt_ids) - n for t, n in zip(tickets, plen)]
+        past, width = max(plen), max(slen)
+        pad = self._pad_id(tickets)
+        ids = torch.tensor([[pad] * (width - m) + t.prompt_ids[n:] for t, n, m in zip(tickets, plen, slen)],
+                           device=device)
+        mask = torch.tensor([[0] * (past - n) + [1] * n + [0] * (width - m) + [1] * m for n, m in zip(plen, slen)],
+                            device=device)
+        kwargs = {}
+        if past:
+            cache = DynamicCache()
+            cache.layers = [_roomy(k, v) for k, v in self._prefixes.stack(known, past)]
+            kwargs["past_key_values"] = cache
+        out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)[:, past:],
+                    use_cache=True, logits_to_keep=1, output_hidden_states=any(hidden),
+                    **kwargs, **_adapter_kwargs([t.adapter for t in tickets]))
+        return out, out.past_key_values, mask, [width - m for m in slen], known
+
+    def _prefill_rows(self, model, tickets: list, out, cache, mask, cut: list, known: list) -> None:
+        """Each ticket's steppers take their first token; the rows that go on join the batch."""
         import torch
 
-        from transformers.cache_utils import DynamicLayer
+        device = model.device
+        hidden = [any(getattr(st, "wants_hidden", False) for st in t.steppers) for t in tickets]
+        self.prefills += 1
+        self.reused_tokens += sum(n for n, _ in known)
+        logits = out.logits[:, -1, :].float()
+        last = out.hidden_states[-1] if any(hidden) else None
+        for r, ticket in enumerate(tickets):
+            h = last[r:r + 1, cut[r]:] if hidden[r] else None
+            for st in ticket.steppers:
+                for o in st.outs:
+                    o.batch_size = max(getattr(o, "batch_size", 1), len(tickets))
+                st.advance(logits[r:r + 1].expand(st.width, -1), None if h is None else h.expand(st.width, -1, -1),
+                           len(tickets))
+        if self.joinable and _mergeable(cache):
+            self._prefixes.remember(model, [(t.prompt_ids, t.adapter) for t in tickets], cache, mask)
+        frames = [t.snapshot() if t.snapshot is not None else None for t in tickets]
+        with self._cond:
+            keep = []
+            for r, (ticket, frame) in enumerate(zip(tickets, frames)):
+                ticket.steps += 1
+                ticket.batch_rows = len(tickets)
+                if ticket.snapshot is not None:
+                    ticket._frames.append(frame)
+                if any(st.live for st in ticket.steppers):
+                    keep.append(r)
+                else:
+                    self._finish(ticket, DONE)
+            if keep:
+                if len(keep) < len(tickets):
+                    index = torch.tensor(keep, device=device)
+                    for layer in cache.layers:
+                        _hold(layer, layer.keys.index_select(0, index), layer.values.index_select(0, index))
+                    mask = mask.index_select(0, index)
+                rows = self._merge(cache, mask)
+                for r, row in zip(keep, rows):
+                    for i, st in enumerate(tickets[r].steppers):
+                        self._where[tickets[r].id, i] = [row] * st.width
+            self._cond.notify_all()
 
-        layers = getattr(cache, "layers", None)
-        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+    @staticmethod
+    def _pad_id(tickets) -> int:
+        for t in tickets:
+            for st in t.steppers:
+                if getattr(st, "pad", None) is not None:
+                    return int(st.pad)
+        return 0
+
+    def _merge(self, cache, mask) -> list[int]:
+        """Append the rows of a prefill cache (with their mask: 0 = padding) to the batch, left-padding the
+        shorter side to a common length; returns the batch rows they became."""
+        import torch
+
+        layers = cache.layers
+        if not _mergeable(cache):
             self.joinable = False
-        new_len = cache.get_seq_length()
-        new_mask = torch.ones((1, new_len), dtype=torch.long, device=self._device_of(cache))
         if self._cache is None:
-            self._cache, self._mask = cache, new_mask
-            return 0
+            if self.joinable:
+                cache.layers = [layer if hasattr(layer, "hold") else _roomy(layer.keys, layer.values) for layer in layers]
+                self._merged_once = True
+            self._cache, self._mask = cache, mask
+            return list(range(mask.shape[0]))
         if not self.joinable:
             raise RuntimeError("this model's cache cannot hold two requests at once")
-        old_len = self._mask.shape[1]
+        old_len, new_len = self._mask.shape[1], mask.shape[1]
         width = max(old_len, new_len)
         for mine, theirs in zip(self._cache.layers, layers):
-            mine.keys = torch.cat([_left_pad(mine.keys, width - old_len), _left_pad(theirs.keys, width - new_len)], 0)
-            mine.values = torch.cat([_left_pad(mine.values, width - old_len),
-                                     _left_pad(theirs.values, width - new_len)], 0)
-        self._mask = torch.cat([_left_pad_mask(self._mask, width - old_len), _left_pad_mask(new_mask, width - new_len)], 0)
-        return self._mask.shape[0] - 1
+            mine.hold(torch.cat([_left_pad(mine.keys, width - old_len), _left_pad(theirs.keys, width - new_len)], 0),
+                      torch.cat([_left_pad(mine.values, width - old_len), _left_pad(theirs.values, width - new_len)], 0))
+        first = self._mask.shape[0]
+        self._mask = torch.cat([_left_pad_mask(self._mask, width - old_len), _left_pad_mask(mask, width - new_len)], 0)
+        return list(range(first, self._mask.shape[0]))
 
     @staticmethod
     def _device_of(cache):
@@ -787,17 +880,196 @@ class Engine:
 
     def _select(self, index) -> None:
         """Keep/reorder/repeat cache rows by `index`; trim columns that are padding in every row."""
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)
-            layer.values = layer.values.index_select(0, index)
         self._mask = self._mask.index_select(0, index)
-        real = self._mask.sum(1)
-        trim = int(self._mask.shape[1] - int(real.max()))
+        used = self._mask.any(0).nonzero()  # rows may have holes (a reused prompt prefix), not only left padding
+        trim = int(used[0]) if len(used) else 0
+        for layer in self._cache.layers:
+            keys, values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+            if trim > 0:
+                keys, values = keys[:, :, trim:, :], values[:, :, trim:, :]
+            _hold(layer, keys, values)
         if trim > 0:
-            for layer in self._cache.layers:
-                layer.keys = layer.keys[:, :, trim:, :]
-                layer.values = layer.values[:, :, trim:, :]
             self._mask = self._mask[:, trim:]
+
+
+
+# ---------------------------------------------------------------- the batch's KV cache
+
+CACHE_ROOM = 64  # token columns reserved ahead in the batch's cache: a step writes in place, no torch.cat
+
+
+def _roomy_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class Roomy(DynamicLayer):
+        """A DynamicLayer that appends each step's keys and values in place, into a buffer with CACHE_ROOM
+        columns to spare, instead of concatenating the whole cache per token (transformers' DynamicLayer).
+        Same values, same shapes seen by the attention (a view of the buffer); what it saves is a copy of
+        every row's cache per layer and step, which at batch 10 on a 2-core CPU cost about a third of a
+        step (each copy large enough for the OpenMP team, waking it between the matrix products)."""
+
+        @classmethod
+        def holding(cls, keys, values):
+            layer = cls()
+            layer.dtype, layer.device, layer.is_initialized = keys.dtype, keys.device, True
+            layer.hold(keys, values)
+            return layer
+
+        def hold(self, keys, values) -> None:
+            """Take `keys`/`values` (batch, heads, length, dim) as the cache, with room to grow."""
+            b, h, n, d = keys.shape
+            self._k = keys.new_empty((b, h, n + CACHE_ROOM, d))
+            self._v = values.new_empty((b, values.shape[1], n + CACHE_ROOM, values.shape[3]))
+            self._k[:, :, :n].copy_(keys)
+            self._v[:, :, :n].copy_(values)
+            self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n, new = self.keys.shape[-2], key_states.shape[-2]
+            if n + new > self._k.shape[-2] or key_states.shape[0] != self._k.shape[0]:
+                import torch
+
+                self.hold(torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2))
+                return self.keys, self.values
+            self._k[:, :, n:n + new].copy_(key_states)
+            self._v[:, :, n:n + new].copy_(value_states)
+            self.keys, self.values = self._k[:, :, :n + new], self._v[:, :, :n + new]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices) -> None:
+            self.hold(self.keys[indices, ...], self.values[indices, ...])
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            self.hold(self.keys.repeat_interleave(repeats, dim=0), self.values.repeat_interleave(repeats, dim=0))
+
+        def crop(self, tokens_to_remove: int) -> None:
+            super().crop(tokens_to_remove)
+            self.hold(self.keys, self.values)
+
+    return Roomy
+
+
+def _roomy_type():
+    """The class, built once on first use (transformers is imported lazily)."""
+    global _ROOMY
+    if _ROOMY is None:
+        _ROOMY = _roomy_class()
+    return _ROOMY
+
+
+def _roomy(keys, values):
+    """A cache layer holding `keys`/`values`, appending in place."""
+    return _roomy_type().holding(keys, values)
+
+
+def _mergeable(cache) -> bool:
+    """Plain full-attention layers only: sliding-window and other special caches cannot be padded and merged."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) in (DynamicLayer, _roomy_type()) for layer in layers)
+
+
+_ROOMY = None
+
+
+# ---------------------------------------------------------------- prompts seen before
+
+PREFIX_CACHE_BYTES = 64 * 2**20  # keys and values of recent prompts kept per engine
+MIN_PREFIX = 8  # shorter shared prefixes are computed again (not worth the bookkeeping)
+
+
+class _Prefixes:
+    """The keys and values of recent prompts (least recently used dropped beyond PREFIX_CACHE_BYTES), so a
+    prompt that starts like one seen before (the chat template's system turn heads every chat prompt) is
+    prefilled from where they part. Keyed by the tokens and the adapter; emptied when the model's
+    parameters change (their version counters: a training step, an adapter loaded or deleted)."""
+
+    def __init__(self, max_bytes: int = PREFIX_CACHE_BYTES):
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self.entries: "OrderedDict[tuple, list]" = OrderedDict()  # (adapter, ids) -> [(keys, values)] per layer
+        self.bytes = 0
+        self._fingerprint = None
+
+    def valid_for(self, model) -> bool:
+        """Empties the store if the model's parameters changed since it was filled; True (it may be used)."""
+        params = list(model.parameters())
+        fingerprint = (len(params), sum(p._version for p in params))
+        if fingerprint != self._fingerprint:
+            self.entries.clear()
+            self.bytes, self._fingerprint = 0, fingerprint
+        return True
+
+    def find(self, ids: list[int], adapter) -> tuple[int, list | None]:
+        """(n, keys and values of the first n tokens) for the longest prefix of `ids` (less its last token,
+        whose logits the prefill must compute) stored; (0, None) if under MIN_PREFIX."""
+        best, entry = 0, None
+        for (who, seen), kv in self.entries.items():
+            if who != adapter:
+                continue
+            n = _common_prefix(seen, ids, len(ids) - 1)
+            if n > best:
+                best, entry = n, (who, seen)
+        if best < MIN_PREFIX:
+            return 0, None
+        self.entries.move_to_end(entry)
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in self.entries[entry]]
+
+    def stack(self, known: list, past: int) -> list:
+        """Per layer, the rows' reused keys and values left-padded to `past` columns (zeros for a row that
+        reuses nothing)."""
+        import torch
+
+        sample = next(kv for n, kv in known if n)
+        out = []
+        for layer, (k0, v0) in enumerate(sample):
+            ks, vs = [], []
+            for n, kv in known:
+                if n:
+                    ks.append(_left_pad(kv[layer][0], past - n))
+                    vs.append(_left_pad(kv[layer][1], past - n))
+                else:
+                    ks.append(k0.new_zeros(1, k0.shape[1], past, k0.shape[3]))
+                    vs.append(v0.new_zeros(1, v0.shape[1], past, v0.shape[3]))
+            out.append((torch.cat(ks, 0), torch.cat(vs, 0)))
+        return out
+
+    def remember(self, model, prompts: list, cache, mask) -> None:
+        """Store each row's prompt keys and values (its real columns) unless that prompt is stored already."""
+        self.valid_for(model)
+        for r, (ids, adapter) in enumerate(prompts):
+            key = (adapter, tuple(ids))
+            if key in self.entries or len(ids) <= MIN_PREFIX:
+                continue
+            real = mask[r].nonzero().squeeze(1)
+            kv = [(layer.keys[r:r + 1].index_select(2, real), layer.values[r:r + 1].index_select(2, real))
+                  for layer in cache.layers]
+            size = sum(k.nelement() * k.element_size() + v.nelement() * v.element_size() for k, v in kv)
+            if size > self.max_bytes:
+                continue
+            self.entries[key] = kv
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.entries.popitem(last=False)
+                self.bytes -= sum(k.nelement() * k.element_size() + v.nelement() * v.element_size() for k, v in old)
+
+
+def _common_prefix(a, b, limit: int) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if n >= limit or x != y:
+            break
+        n += 1
+    return n
+
+
+def _hold(layer, keys, values) -> None:
+    if hasattr(layer, "hold"):
+        layer.hold(keys, values)
+    else:
+        layer.keys, layer.values = keys, values
 
 
 def _adapter_kwargs(adapters: list) -> dict:

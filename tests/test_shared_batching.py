@@ -337,3 +337,128 @@ def test_a_long_prompt_waits_while_the_cache_would_grow_too_big(tiny, monkeypatc
     gate.go.set()
     assert t1.wait(60) and t1.state == B.DONE and t1.outs[0].batch_size == 1  # it ran after, alone
     assert t0.state == B.DONE
+
+
+# ---------------------------------------------------------------- newcomers prefilled together, prompts seen before
+
+def test_newcomers_at_one_boundary_share_one_prefill(tiny):
+    """Three requests that arrive while one runs are prefilled in one forward pass (left padding, a prompt
+    prefix reused for one of them, each row with its own positions); each equals its run alone."""
+    model, _, prompts, alone = tiny
+    engine = B.Engine(model)
+    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
+    t0 = engine.submit(prompts[0], [gate])
+    assert gate.reached.wait(60)
+    tickets = [engine.submit(p, [B.Rows(p, [s], N, EOS)]) for p, s in zip(prompts, SETTINGS)]
+    gate.go.set()
+    for t in [t0] + tickets:
+        assert t.wait(60) and t.state == B.DONE
+    for t, a in zip(tickets, alone):
+        same(t.outs[0], a)
+    assert engine.prefills == 2  # the first alone, then the three together
+    assert engine.reused_tokens == len(prompts[0]) - 1  # the repeated prompt: all but its last token reused
+    assert all(t.outs[0].batch_size == 4 for t in tickets)
+
+
+def test_a_prompt_that_starts_like_an_earlier_one_is_prefilled_from_where_they_part(tiny):
+    model, tok, _, _ = tiny
+    head = tok("A long preamble that every prompt of this lab starts with, like a chat template's system turn.")["input_ids"]
+    first, second = head + tok(" Tell me about cats")["input_ids"], head + tok(" And dogs?")["input_ids"]
+    engine = B.Engine(model)
+    for prompt, sampling in ((first, SETTINGS[0]), (second, SETTINGS[1])):
+        ticket = engine.submit(prompt, [B.Rows(prompt, [sampling], N, EOS)])
+        assert ticket.wait(60) and ticket.state == B.DONE
+    assert engine.prefills == 2 and engine.reused_tokens == len(head)
+    fresh = B.Engine(model)  # nothing to reuse there
+    alone = fresh.submit(second, [B.Rows(second, [SETTINGS[1]], N, EOS)])
+    assert alone.wait(60) and fresh.reused_tokens == 0
+    same(ticket.outs[0], alone.outs[0])
+    assert ticket.outs[0].ids == generate(model, second, SETTINGS[1], N, EOS)
+
+
+def test_changed_weights_or_another_adapter_reuse_nothing():
+    """The store is keyed by adapter and emptied when a parameter changes (a training step, a loaded adapter)."""
+    import torch
+
+    from conftest import build_tiny_gpt2
+
+    model, tok = build_tiny_gpt2(seed=5)
+    prompt = tok("The same long prompt, submitted again after the weights have changed.")["input_ids"]
+    engine = B.Engine(model)
+    assert engine.submit(prompt, [B.Rows(prompt, [SETTINGS[0]], 4, EOS)]).wait(60)
+    with torch.no_grad():
+        model.transformer.h[0].attn.c_attn.weight.mul_(1.5)  # in place, as an optimizer step does
+    again = engine.submit(prompt, [B.Rows(prompt, [SETTINGS[0]], N, EOS)])
+    assert again.wait(60) and engine.reused_tokens == 0
+    assert again.outs[0].ids == generate(model, prompt, SETTINGS[0], N, EOS)
+    assert engine._prefixes.find(prompt, None)[0] == len(prompt) - 1  # stored again, for these weights
+    assert engine._prefixes.find(prompt, "my-adapter") == (0, None)
+
+
+def test_a_stepper_that_reads_hidden_states_gets_its_whole_prompt(tiny):
+    model, _, prompts, _ = tiny
+
+    class Hidden(B.Rows):
+        wants_hidden = True
+        seen = None
+
+        def advance(self, logits, hidden, batch):
+            if self.seen is None:
+                self.seen = tuple(hidden.shape)
+            super().advance(logits, hidden, batch)
+
+    engine = B.Engine(model)
+    assert engine.submit(prompts[0], [B.Rows(prompts[0], [SETTINGS[0]], 2, EOS)]).wait(60)
+    gate = Gated(prompts[2], [SETTINGS[0]], N, EOS, at=1)
+    t0 = engine.submit(prompts[2], [gate])
+    assert gate.reached.wait(60)
+    reader = Hidden(prompts[0], [SETTINGS[0]], 3, EOS)
+    tickets = [engine.submit(prompts[0], [reader]), engine.submit(prompts[1], [B.Rows(prompts[1], [SETTINGS[0]], 3, EOS)])]
+    gate.go.set()
+    assert all(t.wait(60) for t in [t0] + tickets)
+    assert reader.seen[1] == len(prompts[0])  # every prompt position, no padding, nothing reused for it
+    assert engine.reused_tokens == 0
+
+
+def test_a_bad_request_among_newcomers_fails_alone(tiny):
+    model, _, prompts, alone = tiny
+    engine = B.Engine(model)
+    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
+    t0 = engine.submit(prompts[0], [gate])
+    assert gate.reached.wait(60)
+    too_long = list(range(300))  # the tiny GPT-2 has 256 positions: the shared prefill fails, then each alone
+    good = engine.submit(prompts[2], [B.Rows(prompts[2], [SETTINGS[2]], N, EOS)])
+    bad = engine.submit(too_long, [B.Rows(too_long, [SETTINGS[0]], 3, EOS)])
+    gate.go.set()
+    assert bad.wait(60) and bad.state == B.ERROR and "generation failed" in bad.error
+    assert good.wait(60) and good.state == B.DONE
+    same(good.outs[0], alone[2])
+    assert t0.wait(60) and t0.outs[0].ids == alone[0].ids
+
+
+def test_smollm2_room_prefilled_together_equals_alone(smollm2):
+    """Chat prompts sharing the template's system turn, arriving at once on the real model: one shared prefill
+    (the system turn reused), greedy and seeded sampling as alone and as model.generate."""
+    model, tok = smollm2.model, smollm2.tokenizer
+    eos = B.eos_ids(model, tok)
+
+    def chat(text):
+        return tok(tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                           add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+
+    prompts = [chat(t) for t in ("Why is the sky blue?", "Name three fruits.", "Describe the sea at night.")]
+    settings = [B.Sampling(), B.Sampling(do_sample=True, temperature=0.8, top_p=0.9, seed=3), B.Sampling()]
+    n = 6
+    engine = B.Engine(model)
+    gate = Gated(prompts[0], [settings[0]], n, eos, at=1)
+    t0 = engine.submit(prompts[0], [gate])
+    assert gate.reached.wait(120)
+    tickets = [engine.submit(p, [B.Rows(p, [s], n, eos)]) for p, s in zip(prompts[1:], settings[1:])]
+    gate.go.set()
+    assert all(t.wait(300) for t in [t0] + tickets)
+    assert engine.prefills == 2 and engine.reused_tokens >= 2 * 20  # the system turn, for each newcomer
+    for t, p, s in zip(tickets, prompts[1:], settings[1:]):
+        assert t.outs[0].ids == generate(model, p, s, n, eos)
+        alone = B.Engine(model).submit(p, [B.Rows(p, [s], n, eos)])
+        assert alone.wait(300)
+        same(t.outs[0], alone.outs[0])
