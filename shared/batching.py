@@ -8,11 +8,15 @@ share one forward pass per token.
     gen.ids, gen.probs, gen.top_ids, gen.top_probs, gen.stop_reason
 
 How it works (as vLLM and TGI do it, in plain PyTorch on top of transformers' DynamicCache):
-- A request ("ticket") holds one or more *steppers* that continue one prompt. The engine's thread
-  prefills a newcomer ALONE (batch 1, no padding) at a token boundary, then merges its KV cache
-  into the running batch: every row is left-padded to the longest row, an attention mask marks
-  the padding and each row gets its own position ids, so the newcomer computes what it would
-  compute alone (to float rounding: see below).
+- A request ("ticket") holds one or more *steppers* that continue one prompt. At a token boundary
+  the engine's thread prefills the newcomers together in one forward pass (left-padded, an
+  attention mask marking the padding, each row with its own position ids), then merges their KV
+  caches into the running batch, padded the same way, so a newcomer computes what it would
+  compute alone (to float rounding: see below). The keys and values of recent prompts are kept
+  (PREFIX_CACHE_BYTES per engine, keyed by tokens and adapter, emptied when the model's parameters
+  change): a prompt that starts like one seen before (every chat prompt starts with the
+  template's system turn) is prefilled from where they part. The batch's cache appends each
+  step in place into reserved columns instead of concatenating every row's cache per layer.
 - Then one forward pass per step runs over every row of every ticket. Each stepper says which of
   its previous rows each of its next rows continues (beam search reorders, contrastive search
   feeds k candidates of one row) and which token each row feeds; the cache is reordered once
