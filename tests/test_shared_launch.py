@@ -206,3 +206,17 @@ def test_json_api_sits_beside_gradio(json_server):
     with urllib.request.urlopen(json_server + "/", timeout=30) as r:
         assert r.status == 200  # the page itself
     assert _post(json_server + "/api/nope", b"{}")[0] in (404, 405)
+
+
+def test_one_malloc_arena_on_glibc(monkeypatch):
+    """shared.bootstrap asks glibc for one malloc arena (worker threads then keep big blocks as the main thread
+    does); a MALLOC_ARENA_MAX the user set is left alone."""
+    import platform
+
+    from shared import bootstrap
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert bootstrap.one_malloc_arena() is glibc
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert bootstrap.one_malloc_arena() is False
