@@ -8,7 +8,9 @@ decode step against model.generate (issue 22). Bounded in count and time; not a 
     ... [--attendees 10] [--room 30] [--tokens 24] [--threads 1] [--compile] [--save bench/results/x.md]
 
 1. Decoding explorer: the lab runs in its own process (`python spaces/decoding_explorer/app.py`);
-   each attendee is a gradio_client calling /compare (greedy, --tokens new tokens, its own prompt).
+   each attendee calls /compare (greedy, --tokens new tokens, its own prompt) through gradio's plain
+   HTTP API (light on the bench's own CPU, as a browser on another machine is) and then through
+   gradio_client (--via picks).
    First one at a time (each request alone), then all at once, in the same run: aggregate tokens/s,
    p50/p95 latency, errors, and how long the server took to answer a trivial HTTP request meanwhile
    (a server frozen by generation would show here).
@@ -146,10 +148,16 @@ def ping_while(url: str, stop: threading.Event, out: list) -> None:
 # ---------------------------------------------------------------- 1. the decoding explorer
 
 def explorer_call(client, prompt: str, tokens: int) -> tuple[float, int, str]:
+    """One attendee's /compare: `client` is a gradio_client.Client, or a base URL for gradio's plain HTTP API
+    (POST /gradio_api/call/compare, then read its event stream), which costs the bench's process far less CPU
+    (an attendee's browser is not on the server's cores)."""
     t = time.perf_counter()
+    args = [prompt, ["greedy"], tokens, 0, True, "", ""]
     try:
-        job = client.submit(prompt, ["greedy"], tokens, 0, True, "", "", api_name="/compare")
-        result = job.result(timeout=900)
+        if isinstance(client, str):
+            result = http_call(client, "compare", args)
+        else:
+            result = client.submit(*args, api_name="/compare").result(timeout=900)
     except Exception as exc:  # noqa: BLE001  counted as an error
         return time.perf_counter() - t, 0, f"{type(exc).__name__}: {exc}"[:200]
     if not isinstance(result, dict) or "error" in result:
@@ -158,13 +166,40 @@ def explorer_call(client, prompt: str, tokens: int) -> tuple[float, int, str]:
     return time.perf_counter() - t, n, ""
 
 
-def bench_explorer(attendees: int, tokens: int, threads: int) -> dict:
+def http_call(url: str, api_name: str, args: list, timeout: float = 900):
+    """gradio's plain HTTP API: POST the arguments, then read the event stream until `complete` (or `error`)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.request("POST", f"/gradio_api/call/{api_name}", json.dumps({"data": args}),
+                     {"Content-Type": "application/json"})
+        event_id = json.loads(conn.getresponse().read())["event_id"]
+        conn.request("GET", f"/gradio_api/call/{api_name}/{event_id}")
+        stream, event = conn.getresponse(), ""
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").strip()
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = json.loads(line[5:].strip() or "null")
+                if event == "error":
+                    raise RuntimeError(f"server error: {data}")
+                return data[0]
+        raise RuntimeError("the event stream ended without a result")
+    finally:
+        conn.close()
+
+
+def bench_explorer(attendees: int, tokens: int, threads: int, via: str = "http") -> dict:
     from gradio_client import Client
 
     port = free_port()
     server = Server([sys.executable, "spaces/decoding_explorer/app.py", "--port", str(port)], port, threads=threads)
     try:
-        clients = [Client(server.url + "/", verbose=False) for _ in range(attendees)]
+        clients = [server.url if via == "http" else Client(server.url + "/", verbose=False) for _ in range(attendees)]
         explorer_call(clients[0], "Warm up.", 4)  # the model loads
         # Each phase its own prompts (the engine reuses the keys and values of a prompt it has seen: the same
         # texts twice would be free the second time); they share only the chat template's system turn, as a
@@ -199,7 +234,7 @@ def bench_explorer(attendees: int, tokens: int, threads: int) -> dict:
         server.close()
 
 
-def report_explorer(r: dict, attendees: int, tokens: int) -> None:
+def report_explorer(r: dict, attendees: int, tokens: int, via: str = "http") -> None:
     alone_tokens = sum(n for _, n, _ in r["alone"])
     room_tokens = sum(n for _, n, _ in r["room"])
     alone_tps = alone_tokens / r["alone_wall"]
@@ -208,7 +243,9 @@ def report_explorer(r: dict, attendees: int, tokens: int) -> None:
     lat_room = [s for s, _, e in r["room"] if not e]
     errors = [e for _, _, e in r["alone"] + r["room"] if e]
     pings = [p for p in r["pings"] if p != float("inf")]
-    say(f"\n### {attendees} attendees on the decoding explorer (/compare, greedy, {tokens} new tokens, own prompts)\n")
+    how = "gradio's plain HTTP API" if via == "http" else "gradio_client"
+    say(f"\n### {attendees} attendees on the decoding explorer (/compare through {how}, greedy, {tokens} new tokens, "
+        "own prompts)\n")
     say("| | one at a time | all at once | ratio |")
     say("|---|---|---|---|")
     say(f"| aggregate tokens/s | {alone_tps:.1f} | {room_tps:.1f} | **{room_tps / alone_tps:.2f}x** |")
@@ -441,6 +478,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (OMP_NUM_THREADS for the servers); 0 = torch's own choice")
+    parser.add_argument("--via", default="http,gradio_client",
+                        help="explorer attendees' client: http (gradio's plain HTTP API, light), gradio_client, or both")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd StaticCache loop")
     parser.add_argument("--labs", help="comma-separated labs for the room (default: every lab that imports)")
     parser.add_argument("--save", metavar="MD")
@@ -463,7 +502,9 @@ def main() -> None:
     if args.only in (None, "one-user"):
         report_one_user(bench_one_user(args.tokens, args.rounds, args.compile, args.threads), args.tokens)
     if args.only in (None, "explorer"):
-        report_explorer(bench_explorer(args.attendees, args.tokens, args.threads), args.attendees, args.tokens)
+        for via in args.via.split(","):
+            report_explorer(bench_explorer(args.attendees, args.tokens, args.threads, via), args.attendees, args.tokens,
+                            via)
     if args.only in (None, "room"):
         labs = [x.strip() for x in args.labs.split(",")] if args.labs else None
         report_room(bench_room(args.room, args.threads, labs), args.room)
