@@ -197,7 +197,8 @@ def bench_load(annotators: int, labels: int, via: str, pairs: int = 50):
         try:
             for _ in range(600):
                 try:
-                    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/stats", b"{}"), timeout=2)
+                    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/stats", b"{}",
+                                                                  {"Content-Type": "application/json"}), timeout=2)
                     break
                 except OSError:
                     time.sleep(0.2)

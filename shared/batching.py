@@ -711,8 +711,10 @@ class Engine:
         hidden = [any(getattr(st, "wants_hidden", False) for st in t.steppers) for t in tickets]
         # a stepper that reads the prompt's hidden states (contrastive search) needs them all: no prefix reuse
         reuse = self.joinable and self._merged_once and self._prefixes.valid_for(model)
-        known = [self._prefixes.find(t.prompt_ids, t.adapter) if reuse and not h else (0, None)
-                 for t, h in zip(tickets, hidden)]
+        keys = _effective_adapters(tickets)
+        known = [self._prefixes.find(t.prompt_ids, key) if reuse and not h else (0, None)
+                 for t, key, h in zip(tickets, keys, hidden)]
+        known = _common_reuse(known, [len(t.prompt_ids) for t in tickets])
         if len(tickets) == 1 and not known[0][0]:  # the plain case: one prompt, nothing to reuse
             ids = torch.tensor([tickets[0].prompt_ids], device=device)
             out = model(input_ids=ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden[0],
@@ -740,46 +742,60 @@ class Engine:
         return out, out.past_key_values, mask, [width - m for m in slen], known
 
     def _prefill_rows(self, model, tickets: list, out, cache, mask, cut: list, known: list) -> None:
-        """Each ticket's steppers take their first token; the rows that go on join the batch."""
+        """Each ticket's steppers take their first token (a ticket whose stepper fails fails alone); the rows
+        that go on join the batch."""
+        import logging
+
         import torch
 
-        device = model.device
         hidden = [any(getattr(st, "wants_hidden", False) for st in t.steppers) for t in tickets]
         self.prefills += 1
         self.reused_tokens += sum(n for n, _ in known)
         logits = out.logits[:, -1, :].float()
         last = out.hidden_states[-1] if any(hidden) else None
+        failed, frames = {}, {}
         for r, ticket in enumerate(tickets):
-            h = last[r:r + 1, cut[r]:] if hidden[r] else None
-            for st in ticket.steppers:
-                for o in st.outs:
-                    o.batch_size = max(getattr(o, "batch_size", 1), len(tickets))
-                st.advance(logits[r:r + 1].expand(st.width, -1), None if h is None else h.expand(st.width, -1, -1),
-                           len(tickets))
+            try:
+                h = last[r:r + 1, cut[r]:] if hidden[r] else None
+                for st in ticket.steppers:
+                    for o in st.outs:
+                        o.batch_size = max(getattr(o, "batch_size", 1), len(tickets))
+                    st.advance(logits[r:r + 1].expand(st.width, -1),
+                               None if h is None else h.expand(st.width, -1, -1), len(tickets))
+                frames[r] = ticket.snapshot() if ticket.snapshot is not None else None
+            except Exception as exc:  # noqa: BLE001  its first token failed: it fails alone
+                logging.getLogger("genai_lab").exception("first token failed", exc_info=exc)
+                failed[r] = f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         if self.joinable and _mergeable(cache):
-            self._prefixes.remember(model, [(t.prompt_ids, t.adapter) for t in tickets], cache, mask)
-        frames = [t.snapshot() if t.snapshot is not None else None for t in tickets]
+            try:
+                self._prefixes.remember(model, [(t.prompt_ids, key) for t, key in zip(tickets, _effective_adapters(tickets))],
+                                        cache, mask)
+            except Exception:  # noqa: BLE001  only a saving for later prompts
+                logging.getLogger("genai_lab").exception("keeping the prompts' keys and values failed")
+        live = [r for r, t in enumerate(tickets) if r not in failed and any(st.live for st in t.steppers)]
+        rows = []
+        if live:  # the cache is the engine thread's alone: merged outside the lock, published under it
+            if len(live) < len(tickets):
+                index = torch.tensor(live, device=mask.device)
+                for layer in cache.layers:
+                    _hold(layer, layer.keys.index_select(0, index), layer.values.index_select(0, index))
+                mask = mask.index_select(0, index)
+            rows = self._merge(cache, mask)
         with self._cond:
-            keep = []
-            for r, (ticket, frame) in enumerate(zip(tickets, frames)):
+            for r, ticket in enumerate(tickets):
+                if r in failed:
+                    ticket.error = failed[r]
+                    self._finish(ticket, ERROR)
+                    continue
                 ticket.steps += 1
                 ticket.batch_rows = len(tickets)
                 if ticket.snapshot is not None:
-                    ticket._frames.append(frame)
-                if any(st.live for st in ticket.steppers):
-                    keep.append(r)
-                else:
+                    ticket._frames.append(frames[r])
+                if r not in live:
                     self._finish(ticket, DONE)
-            if keep:
-                if len(keep) < len(tickets):
-                    index = torch.tensor(keep, device=device)
-                    for layer in cache.layers:
-                        _hold(layer, layer.keys.index_select(0, index), layer.values.index_select(0, index))
-                    mask = mask.index_select(0, index)
-                rows = self._merge(cache, mask)
-                for r, row in zip(keep, rows):
-                    for i, st in enumerate(tickets[r].steppers):
-                        self._where[tickets[r].id, i] = [row] * st.width
+            for r, row in zip(live, rows):
+                for i, st in enumerate(tickets[r].steppers):
+                    self._where[tickets[r].id, i] = [row] * st.width
             self._cond.notify_all()
 
     @staticmethod
@@ -808,11 +824,18 @@ class Engine:
             raise RuntimeError("this model's cache cannot hold two requests at once")
         old_len, new_len = self._mask.shape[1], mask.shape[1]
         width = max(old_len, new_len)
-        for mine, theirs in zip(self._cache.layers, layers):
-            mine.hold(torch.cat([_left_pad(mine.keys, width - old_len), _left_pad(theirs.keys, width - new_len)], 0),
-                      torch.cat([_left_pad(mine.values, width - old_len), _left_pad(theirs.values, width - new_len)], 0))
+        merged = [(torch.cat([_left_pad(mine.keys, width - old_len), _left_pad(theirs.keys, width - new_len)], 0),
+                   torch.cat([_left_pad(mine.values, width - old_len), _left_pad(theirs.values, width - new_len)], 0))
+                  for mine, theirs in zip(self._cache.layers, layers)]  # all built before anything changes
         first = self._mask.shape[0]
-        self._mask = torch.cat([_left_pad_mask(self._mask, width - old_len), _left_pad_mask(mask, width - new_len)], 0)
+        new_mask = torch.cat([_left_pad_mask(self._mask, width - old_len), _left_pad_mask(mask, width - new_len)], 0)
+        try:
+            for mine, (keys, values) in zip(self._cache.layers, merged):
+                mine.hold(keys, values)
+        except BaseException:  # out of memory half-way: the layers no longer match the mask
+            self._fail_all("generation failed: out of memory while merging a newcomer into the batch")
+            raise
+        self._mask = new_mask
         return list(range(first, self._mask.shape[0]))
 
     @staticmethod
@@ -929,6 +952,10 @@ def _roomy_class():
             self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
 
         def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized or self.keys is None:  # after reset()
+                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+                self.hold(key_states, value_states)
+                return self.keys, self.values
             n, new = self.keys.shape[-2], key_states.shape[-2]
             if n + new > self._k.shape[-2] or key_states.shape[0] != self._k.shape[0]:
                 import torch
@@ -986,8 +1013,9 @@ MIN_PREFIX = 8  # shorter shared prefixes are computed again (not worth the book
 class _Prefixes:
     """The keys and values of recent prompts (least recently used dropped beyond PREFIX_CACHE_BYTES), so a
     prompt that starts like one seen before (the chat template's system turn heads every chat prompt) is
-    prefilled from where they part. Keyed by the tokens and the adapter; emptied when the model's
-    parameters change (their version counters: a training step, an adapter loaded or deleted)."""
+    prefilled from where they part. Keyed by the tokens and the adapter the rows ran with; emptied when the
+    model's parameters change (which tensors, where, their dtype and version counters: a training step, an
+    adapter loaded or deleted, weights replaced or cast) or its active adapters do."""
 
     def __init__(self, max_bytes: int = PREFIX_CACHE_BYTES):
         from collections import OrderedDict
@@ -999,8 +1027,8 @@ class _Prefixes:
 
     def valid_for(self, model) -> bool:
         """Empties the store if the model's parameters changed since it was filled; True (it may be used)."""
-        params = list(model.parameters())
-        fingerprint = (len(params), sum(p._version for p in params))
+        fingerprint = (tuple((id(p), p.data_ptr(), p.dtype, p._version) for p in model.parameters()),
+                       repr(getattr(model, "active_adapters", None)))
         if fingerprint != self._fingerprint:
             self.entries.clear()
             self.bytes, self._fingerprint = 0, fingerprint
@@ -1058,6 +1086,28 @@ class _Prefixes:
             while self.bytes > self.max_bytes:
                 _, old = self.entries.popitem(last=False)
                 self.bytes -= sum(k.nelement() * k.element_size() + v.nelement() * v.element_size() for k, v in old)
+
+
+def _effective_adapters(tickets) -> list:
+    """The adapter each ticket's rows run with in this forward pass (see _adapter_kwargs): no adapter is the
+    base model in a batch where another row names one, else the model as loaded."""
+    mixed = any(t.adapter for t in tickets)
+    return [t.adapter or ("__base__" if mixed else None) for t in tickets]
+
+
+def _common_reuse(known: list, lengths: list) -> list:
+    """One reuse length P for a shared prefill, the one that keeps the rows narrowest: each row reuses
+    min(its prefix, P) and computes the rest, so the cache is P + the longest rest wide (never wider than the
+    longest prompt: P = 0 is a candidate) and no row carries a hole wider than it saves."""
+    if not any(n for n, _ in known):
+        return known
+    best = min({0} | {n for n, _ in known},
+               key=lambda p: (p + max(m - min(n, p) for (n, _), m in zip(known, lengths)), -p))
+    out = []
+    for n, kv in known:
+        keep = min(n, best)
+        out.append((keep, [(k[:, :, :keep], v[:, :, :keep]) for k, v in kv]) if keep else (0, None))
+    return out
 
 
 def _common_prefix(a, b, limit: int) -> int:

@@ -24,7 +24,9 @@ def one_malloc_arena() -> bool:
     blocks, so every big tensor a worker thread allocates is a fresh mmap (page faults, zeroed pages): the
     same DPO step took 4.7-5.5 s in a worker thread against 3.4-4.2 s in the main thread here, and a lab
     trains and generates in worker threads. With one arena: 3.6-3.7 s in either. Must run before other
-    threads allocate (glibc fixes the arena limit when the second arena is made); True if it was set."""
+    threads allocate (glibc fixes the arena limit when the second arena is made, and a thread keeps the arena
+    it has); True if glibc took the setting. Measured on 2 cores; on a big machine with many threads
+    allocating at once, set MALLOC_ARENA_MAX yourself (e.g. 8) and this leaves it alone."""
     if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
         return False
     try:

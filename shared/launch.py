@@ -44,14 +44,17 @@ def prepare(demo):
 
 
 # ------------------------------------------------------------------ plain JSON routes
-MAX_JSON_BODY = 1_000_000  # bytes; an argument object larger than this is refused, not parsed
+MAX_JSON_BODY = 1_000_000  # bytes; an argument object larger than this is refused (413), not read
+JSON_CONCURRENCY = 8  # calls of one JSON route running at once; the others wait for a thread
 _JSON_APIS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def json_api(demo, **fns):
-    """Also serve each of `fns` as `POST /api/<name>`: a JSON object of its arguments in, its dict out (HTTP 400
-    when the dict is {"error": ...}). One plain HTTP round trip, without gradio's queue and event stream: for
-    scripts and for many clients at once. The gradio endpoints of the same functions stay as they are."""
+    """Also serve each of `fns` as `POST /api/<name>`: a JSON object of its arguments in (Content-Type:
+    application/json), its dict out (HTTP 400 when the dict is {"error": ...}). One plain HTTP round trip,
+    without gradio's queue and event stream: for scripts and for many clients at once. The gradio endpoints of
+    the same functions stay as they are. Like gradio's own API, these routes are open to whoever reaches the
+    server (gradio's `auth` does not cover them): serve only what any visitor may call."""
     _JSON_APIS.setdefault(demo, {}).update(fns)
     return demo
 
@@ -67,7 +70,7 @@ def mount_json_api(app, demo, prefix: str = "") -> list[str]:
     return paths
 
 
-def _json_route(fn, path: str):
+def _json_route(fn, path: str, concurrency: int = JSON_CONCURRENCY):
     import functools
     import inspect
     import json
@@ -77,17 +80,26 @@ def _json_route(fn, path: str):
     from fastapi.responses import JSONResponse
 
     signature = inspect.signature(fn)
+    limiter = anyio.CapacityLimiter(concurrency)  # its own threads: a flood of one route cannot starve the others
 
-    def refuse(message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=400)
+    def refuse(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
 
     async def route(request: Request):
-        body = await request.body()
-        if len(body) > MAX_JSON_BODY:
-            return refuse(f"The request is {len(body):,} bytes; {path} takes at most {MAX_JSON_BODY:,}.")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":  # also what keeps a web page from posting here without a CORS preflight
+            return refuse(f"{path} takes Content-Type: application/json (got {kind or 'none'}).", 415)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+            return refuse(f"The request is {int(declared):,} bytes; {path} takes at most {MAX_JSON_BODY:,}.", 413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BODY:
+                return refuse(f"The request is over {MAX_JSON_BODY:,} bytes, the most {path} takes.", 413)
         try:
-            args = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+            args = json.loads(bytes(body) or b"{}")
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return refuse(f"{path} takes a JSON object of arguments, e.g. "
                           f"{json.dumps({k: '...' for k in signature.parameters})}; this body is not JSON.")
         if not isinstance(args, dict):
@@ -96,7 +108,7 @@ def _json_route(fn, path: str):
             signature.bind(**args)
         except TypeError as exc:
             return refuse(f"{path}: {exc} (its arguments: {', '.join(signature.parameters) or 'none'}).")
-        result = await anyio.to_thread.run_sync(functools.partial(fn, **args))
+        result = await anyio.to_thread.run_sync(functools.partial(fn, **args), limiter=limiter)
         bad = isinstance(result, dict) and "error" in result
         return JSONResponse(result, status_code=400 if bad else 200)
 

@@ -250,6 +250,7 @@ def test_plain_json_label_route(server, store):
     assert store.count("labels") == before + 1
     status, stats = post({})
     assert status == 400  # /api/label needs its arguments
-    request = urllib.request.Request(server.rstrip("/") + "/api/stats", data=b"{}", method="POST")
+    request = urllib.request.Request(server.rstrip("/") + "/api/stats", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as r:
         assert json.loads(r.read())["labels_stored"] == before + 1

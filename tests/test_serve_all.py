@@ -113,7 +113,7 @@ def test_plain_json_routes_are_mounted_under_each_lab(server):
     with urllib.request.urlopen(request, timeout=30) as r:
         assert r.status == 200 and "labels_stored" in json.loads(r.read()), log.read_text()[-2000:]
     request = urllib.request.Request(f"{url}/dpo_labeler/api/label", data=b'{"pair_id": "p-nope", "choice": "a", '
-                                     b'"annotator": "bob"}', method="POST")
+                                     b'"annotator": "bob"}', method="POST", headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 400 and "Unknown pair id" in json.loads(refused.value.read())["error"]

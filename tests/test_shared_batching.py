@@ -356,8 +356,30 @@ def test_newcomers_at_one_boundary_share_one_prefill(tiny):
     for t, a in zip(tickets, alone):
         same(t.outs[0], a)
     assert engine.prefills == 2  # the first alone, then the three together
-    assert engine.reused_tokens == len(prompts[0]) - 1  # the repeated prompt: all but its last token reused
+    # the repeated prompt could reuse 14 tokens, but beside "Hi" and "The quick brown fox" that would widen every
+    # row's cache to 18 columns instead of 15: nothing is reused (see test_one_reuse_length_keeps_rows_narrow)
+    assert engine.reused_tokens == 0
     assert all(t.outs[0].batch_size == 4 for t in tickets)
+
+
+def test_one_reuse_length_keeps_rows_narrow():
+    class T:  # a stand-in for a (1, heads, n, dim) tensor: slicing keeps the shape arithmetic
+        def __init__(self, n):
+            self.n = n
+
+        def __getitem__(self, index):
+            return T(min(self.n, index[2].stop))
+
+    def known(*ns):
+        return [(n, [(T(n), T(n))]) if n else (0, None) for n in ns]
+
+    assert [n for n, _ in B._common_reuse(known(14, 0, 0), [15, 1, 4])] == [0, 0, 0]  # 15 columns, not 18
+    assert [n for n, _ in B._common_reuse(known(24, 24, 0), [40, 35, 30])] == [0, 0, 0]  # 40 columns, not 54
+    assert [n for n, _ in B._common_reuse(known(24, 24, 0), [40, 35, 10])] == [24, 24, 0]  # as wide, less work
+    assert [n for n, _ in B._common_reuse(known(30, 24, 24), [40, 35, 33])] == [24, 24, 24]  # 40 columns, not 41
+    picked = B._common_reuse(known(30, 24, 24), [40, 35, 33])[0][1][0][0]
+    assert picked.n == 24  # the longer prefix is cut to the common length
+    assert B._common_reuse(known(0, 0), [5, 6]) == known(0, 0)
 
 
 def test_a_prompt_that_starts_like_an_earlier_one_is_prefilled_from_where_they_part(tiny):
@@ -462,3 +484,23 @@ def test_smollm2_room_prefilled_together_equals_alone(smollm2):
         alone = B.Engine(model).submit(p, [B.Rows(p, [s], n, eos)])
         assert alone.wait(300)
         same(t.outs[0], alone.outs[0])
+
+
+def test_a_stepper_failing_on_its_first_token_fails_alone(tiny):
+    model, _, prompts, alone = tiny
+
+    class Broken(B.Rows):
+        def advance(self, logits, hidden, batch):
+            raise ValueError("broken stepper")
+
+    engine = B.Engine(model)
+    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
+    t0 = engine.submit(prompts[0], [gate])
+    assert gate.reached.wait(60)
+    good = engine.submit(prompts[2], [B.Rows(prompts[2], [SETTINGS[2]], N, EOS)])
+    bad = engine.submit(prompts[1], [Broken(prompts[1], [SETTINGS[0]], 3, EOS)])
+    gate.go.set()
+    assert bad.wait(60) and bad.state == B.ERROR and "broken stepper" in bad.error
+    assert good.wait(60) and good.state == B.DONE
+    same(good.outs[0], alone[2])
+    assert t0.wait(60) and t0.outs[0].ids == alone[0].ids

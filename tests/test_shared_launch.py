@@ -188,7 +188,8 @@ def json_server():
     (b"[1, 2]", 400, "not a list"),
     (b"not json {", 400, "not JSON"),
     (b"\xff\xfe\x00garbage", 400, "not JSON"),
-    (b'{"a": "' + b"x" * 1_100_000 + b'"}', 400, "at most 1,000,000"),
+    (b'{"a": "' + b"x" * 1_100_000 + b'"}', 413, "at most 1,000,000"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),  # nested past the parser's recursion limit
 ])
 def test_json_api_answers_and_refuses_clearly(json_server, body, status, expected):
     got_status, out = _post(json_server + "/api/add", body)
@@ -206,6 +207,13 @@ def test_json_api_sits_beside_gradio(json_server):
     with urllib.request.urlopen(json_server + "/", timeout=30) as r:
         assert r.status == 200  # the page itself
     assert _post(json_server + "/api/nope", b"{}")[0] in (404, 405)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_json_api_takes_only_json_bodies(json_server, content_type):
+    """A web page can post text/plain or a form anywhere without a CORS preflight; those are refused unread."""
+    status, out = _post(json_server + "/api/add", b'{"a": 1}', content_type)
+    assert status == 415 and "application/json" in out["error"]
 
 
 def test_one_malloc_arena_on_glibc(monkeypatch):
