@@ -6,6 +6,7 @@ requests wait for one load instead of starting several. Models live in a bounded
 never one in use); a Hub model is checked by shared.hubguard, then downloaded with progress,
 then loaded from the local cache. once() keeps the labs' own data (never unloaded)."""
 import dataclasses
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,11 +186,22 @@ def explain(model_id: str, exc: Exception) -> str:
     if name in hub.DOWNLOAD_CONNECTION_ERRORS:
         return (f"The Hugging Face Hub did not answer about {model_id} ({name}); try again in a minute, or pick "
                 "a model that is already here.")
-    if "Gated" in name or "401" in str(exc) or "403" in str(exc):
-        return (f"{model_id} is gated: accept its licence on the Hub and log in "
-                "(`hf auth login` or HF_TOKEN) to use it.")
-    if "RepositoryNotFound" in name or "404" in str(exc):
-        return f"{model_id} was not found on the Hub (check the spelling, or log in if it is private)."
+    # the exception's class first, then its HTTP status; a bare "401" anywhere in the text is not enough (the
+    # message holds URLs, whose port can be 40123)
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is None:
+        found = re.search(r"\b(40[134]) Client Error\b", str(exc))
+        status = int(found.group(1)) if found else None
+    not_found = f"{model_id} was not found on the Hub (check the spelling, or log in if it is private)."
+    gated = f"{model_id} is gated: accept its licence on the Hub and log in (`hf auth login` or HF_TOKEN) to use it."
+    if "Gated" in name:
+        return gated
+    if "RepositoryNotFound" in name:
+        return not_found
+    if status in (401, 403):
+        return gated
+    if status == 404:
+        return not_found
     return f"Could not load {model_id}: {name}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 

@@ -55,3 +55,31 @@ def test_embedded_embedder_loads(tmp_path):
     model, choice = loading.load_embedder()
     assert choice.source == "embedded"
     assert model.encode(["hello world"]).shape == (1, 384)
+
+
+def test_explain_reads_the_error_class_and_status_not_stray_digits():
+    """The Hub stand-in listens on a random port: a URL with port 40123 or 40312 is not a 401 or a 403."""
+    from types import SimpleNamespace
+
+    from shared.loading import explain
+
+    class RepositoryNotFoundError(Exception):
+        pass
+
+    class GatedRepoError(Exception):
+        pass
+
+    class HfHubHTTPError(Exception):
+        def __init__(self, text, status):
+            super().__init__(text)
+            self.response = SimpleNamespace(status_code=status)
+
+    url = "http://127.0.0.1:40312/api/models/nobody-org/no-such-model/revision/main"
+    cases = [(RepositoryNotFoundError(f"401 Client Error. Repository Not Found for url: {url}"), "not found"),
+             (HfHubHTTPError(f"404 Client Error for url: {url}", 404), "not found"),
+             (OSError("404 Client Error: Not Found for url: http://127.0.0.1:40123/x"), "not found"),
+             (GatedRepoError(f"Access to {url} is restricted"), "is gated"),
+             (HfHubHTTPError("Forbidden for url: http://127.0.0.1:40404/x", 403), "is gated"),
+             (ValueError("bad header at http://127.0.0.1:40312/x"), "Could not load")]
+    for exc, words in cases:
+        assert words in explain("nobody-org/no-such-model", exc), (exc, explain("nobody-org/no-such-model", exc))
