@@ -82,6 +82,7 @@ steppers. Figures (10 and 30 simulated attendees, one user's ms per step by rout
 average of each run): bench/workshop_load.py, bench/results/workshop_load.md."""
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -553,7 +554,7 @@ class Engine:
                 import logging
 
                 logging.getLogger("genai_lab").exception("batching engine step failed")
-                self._fail_all(f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                self._fail_all(_failure(exc))
             del model
             idle_since = time.monotonic()
 
@@ -617,7 +618,7 @@ class Engine:
                 import logging
 
                 logging.getLogger("genai_lab").exception("batching engine step failed")
-                self._fail_all(f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                self._fail_all(_failure(exc))
             del model
             return True
         finally:
@@ -653,7 +654,8 @@ class Engine:
             except Exception as exc:  # noqa: BLE001  one bad request fails alone
                 if len(newcomers) == 1:
                     self._fail_prefill(newcomers, exc)
-                for ticket in newcomers if len(newcomers) > 1 else []:  # which one? each alone: the others run
+                    continue
+                for ticket in newcomers:  # which one? each alone, so the others run
                     try:
                         self._prefill_rows(model, [ticket], *self._prefill_forward(model, [ticket]))
                     except Exception as exc:  # noqa: BLE001
@@ -696,8 +698,7 @@ class Engine:
         with self._cond:
             for ticket in tickets:
                 if ticket.state not in FINISHED:
-                    ticket.error = (f"generation failed: {type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                    ticket.error = _failure(exc)
                     self._finish(ticket, ERROR)
             self._cond.notify_all()
 
@@ -710,7 +711,9 @@ class Engine:
         device = model.device
         hidden = [any(getattr(st, "wants_hidden", False) for st in t.steppers) for t in tickets]
         # a stepper that reads the prompt's hidden states (contrastive search) needs them all: no prefix reuse
-        reuse = self.joinable and self._merged_once and self._prefixes.valid_for(model)
+        reuse = self.joinable and self._merged_once
+        if reuse:
+            self._prefixes.forget_if_changed(model)
         keys = _effective_adapters(tickets)
         known = [self._prefixes.find(t.prompt_ids, key) if reuse and not h else (0, None)
                  for t, key, h in zip(tickets, keys, hidden)]
@@ -765,7 +768,7 @@ class Engine:
                 frames[r] = ticket.snapshot() if ticket.snapshot is not None else None
             except Exception as exc:  # noqa: BLE001  its first token failed: it fails alone
                 logging.getLogger("genai_lab").exception("first token failed", exc_info=exc)
-                failed[r] = f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                failed[r] = _failure(exc)
         if self.joinable and _mergeable(cache):
             try:
                 self._prefixes.remember(model, [(t.prompt_ids, key) for t, key in zip(tickets, _effective_adapters(tickets))],
@@ -837,10 +840,6 @@ class Engine:
             raise
         self._mask = new_mask
         return list(range(first, self._mask.shape[0]))
-
-    @staticmethod
-    def _device_of(cache):
-        return cache.layers[0].keys.device
 
     def _step(self, model) -> None:
         """One forward pass over every live row of every running ticket."""
@@ -925,7 +924,9 @@ class Engine:
 CACHE_ROOM = 64  # token columns reserved ahead in the batch's cache: a step writes in place, no torch.cat
 
 
-def _roomy_class():
+@functools.cache
+def _roomy_type():
+    """The class, built once on first use (transformers is imported lazily)."""
     from transformers.cache_utils import DynamicLayer
 
     class Roomy(DynamicLayer):
@@ -980,14 +981,6 @@ def _roomy_class():
     return Roomy
 
 
-def _roomy_type():
-    """The class, built once on first use (transformers is imported lazily)."""
-    global _ROOMY
-    if _ROOMY is None:
-        _ROOMY = _roomy_class()
-    return _ROOMY
-
-
 def _roomy(keys, values):
     """A cache layer holding `keys`/`values`, appending in place."""
     return _roomy_type().holding(keys, values)
@@ -1000,8 +993,6 @@ def _mergeable(cache) -> bool:
     layers = getattr(cache, "layers", None)
     return bool(layers) and all(type(layer) in (DynamicLayer, _roomy_type()) for layer in layers)
 
-
-_ROOMY = None
 
 
 # ---------------------------------------------------------------- prompts seen before
@@ -1025,14 +1016,13 @@ class _Prefixes:
         self.bytes = 0
         self._fingerprint = None
 
-    def valid_for(self, model) -> bool:
-        """Empties the store if the model's parameters changed since it was filled; True (it may be used)."""
+    def forget_if_changed(self, model) -> None:
+        """Empties the store if the model's parameters changed since it was filled."""
         fingerprint = (tuple((id(p), p.data_ptr(), p.dtype, p._version) for p in model.parameters()),
                        repr(getattr(model, "active_adapters", None)))
         if fingerprint != self._fingerprint:
             self.entries.clear()
             self.bytes, self._fingerprint = 0, fingerprint
-        return True
 
     def find(self, ids: list[int], adapter) -> tuple[int, list | None]:
         """(n, keys and values of the first n tokens) for the longest prefix of `ids` (less its last token,
@@ -1070,7 +1060,7 @@ class _Prefixes:
 
     def remember(self, model, prompts: list, cache, mask) -> None:
         """Store each row's prompt keys and values (its real columns) unless that prompt is stored already."""
-        self.valid_for(model)
+        self.forget_if_changed(model)
         for r, (ids, adapter) in enumerate(prompts):
             key = (adapter, tuple(ids))
             if key in self.entries or len(ids) <= MIN_PREFIX:
@@ -1124,6 +1114,11 @@ def _hold(layer, keys, values) -> None:
         layer.hold(keys, values)
     else:
         layer.keys, layer.values = keys, values
+
+
+def _failure(exc: BaseException) -> str:
+    """The one line a failed request reports."""
+    return f"generation failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
 def _adapter_kwargs(adapters: list) -> dict:

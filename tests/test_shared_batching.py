@@ -46,6 +46,15 @@ class Gated(B.Rows):
             assert self.go.wait(60)
 
 
+def paused_at_two(model, prompts):
+    """A fresh engine running prompts[0] greedily, paused inside its thread after 2 tokens (release: gate.go)."""
+    engine = B.Engine(model)
+    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
+    t0 = engine.submit(prompts[0], [gate])
+    assert gate.reached.wait(60)
+    return engine, gate, t0
+
+
 def same(a, b, tol=1e-4):
     assert a.ids == b.ids
     assert a.top_ids == b.top_ids
@@ -154,10 +163,7 @@ def test_waiting_requests_know_their_place(tiny):
 
 def test_a_failing_request_fails_alone(tiny):
     model, tok, prompts, alone = tiny
-    engine = B.Engine(model)
-    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
-    t0 = engine.submit(prompts[0], [gate])
-    assert gate.reached.wait(60)
+    engine, gate, t0 = paused_at_two(model, prompts)
     too_long = list(range(300))  # the tiny GPT-2 has 256 positions
     bad = engine.submit(too_long, [B.Rows(too_long, [SETTINGS[0]], 3, EOS)])
     gate.go.set()
@@ -345,10 +351,7 @@ def test_newcomers_at_one_boundary_share_one_prefill(tiny):
     """Three requests that arrive while one runs are prefilled in one forward pass (left padding, a prompt
     prefix reused for one of them, each row with its own positions); each equals its run alone."""
     model, _, prompts, alone = tiny
-    engine = B.Engine(model)
-    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
-    t0 = engine.submit(prompts[0], [gate])
-    assert gate.reached.wait(60)
+    engine, gate, t0 = paused_at_two(model, prompts)
     tickets = [engine.submit(p, [B.Rows(p, [s], N, EOS)]) for p, s in zip(prompts, SETTINGS)]
     gate.go.set()
     for t in [t0] + tickets:
@@ -444,10 +447,7 @@ def test_a_stepper_that_reads_hidden_states_gets_its_whole_prompt(tiny):
 
 def test_a_bad_request_among_newcomers_fails_alone(tiny):
     model, _, prompts, alone = tiny
-    engine = B.Engine(model)
-    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
-    t0 = engine.submit(prompts[0], [gate])
-    assert gate.reached.wait(60)
+    engine, gate, t0 = paused_at_two(model, prompts)
     too_long = list(range(300))  # the tiny GPT-2 has 256 positions: the shared prefill fails, then each alone
     good = engine.submit(prompts[2], [B.Rows(prompts[2], [SETTINGS[2]], N, EOS)])
     bad = engine.submit(too_long, [B.Rows(too_long, [SETTINGS[0]], 3, EOS)])
@@ -493,10 +493,7 @@ def test_a_stepper_failing_on_its_first_token_fails_alone(tiny):
         def advance(self, logits, hidden, batch):
             raise ValueError("broken stepper")
 
-    engine = B.Engine(model)
-    gate = Gated(prompts[0], [SETTINGS[0]], N, EOS, at=2)
-    t0 = engine.submit(prompts[0], [gate])
-    assert gate.reached.wait(60)
+    engine, gate, t0 = paused_at_two(model, prompts)
     good = engine.submit(prompts[2], [B.Rows(prompts[2], [SETTINGS[2]], N, EOS)])
     bad = engine.submit(prompts[1], [Broken(prompts[1], [SETTINGS[0]], 3, EOS)])
     gate.go.set()
